@@ -1,0 +1,165 @@
+"""The Litestar application for one route table, built in one factory from typed inputs.
+
+One POST handler per table entry (so every route shows in the OpenAPI document), the OpenAI-compatible
+`/v1` pair, and the probes. Handlers are thin closures over the prepared `Route`: they parse the body and
+call domain code. A reload builds a new app for the new table; `router.server` swaps it in atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request, get, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, Reference, RequestBody
+from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp
+
+from router import __version__
+from router.api.chat import answer
+from router.api.errors import EXCEPTION_HANDLERS
+from router.api.middleware import request_id_of
+from router.api.request import ChatRequest, parse_chat_request
+from router.errors import InvalidRequest, NotFound
+from router.registry import Registry
+from router.table import Route, RouteTable
+
+_REQUEST_SCHEMA = "ChatCompletionRequest"
+_CHAT_RESPONSES_DOC = (
+    "An OpenAI `chat.completion` object, or a `text/event-stream` of chunks when `stream` is true."
+)
+
+
+class ChatOperation(Operation):
+    """OpenAPI operation for chat handlers: they read their body themselves, so document it here."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={
+                "application/json": OpenAPIMediaType(
+                    schema=Reference(f"#/components/schemas/{_REQUEST_SCHEMA}")
+                )
+            },
+            required=True,
+            description="An OpenAI Chat Completions request; unknown fields reach OpenAI-compatible servers.",
+        )
+
+
+def _json(data: Any, status: int = 200) -> ASGIResponse:
+    return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
+
+
+def route_handler(route: Route, registry: Registry) -> HTTPRouteHandler:
+    """The POST handler serving one table entry."""
+
+    async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
+        parsed, body = parse_chat_request(await request.body())
+        return await answer(route, parsed, body, request_id_of(request.scope), registry)
+
+    upstreams = ", ".join(r.upstream.name for r in route.replicas)
+    return post(
+        route.path,
+        name=f"route:{route.name}",
+        operation_id=f"chat_{route.name}",
+        summary=f"Chat with {route.model}",
+        description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. {_CHAT_RESPONSES_DOC}",
+        tags=["routes"],
+        operation_class=ChatOperation,
+        status_code=200,
+    )(chat)
+
+
+def openai_handlers(table: RouteTable, registry: Registry) -> list[HTTPRouteHandler]:
+    """`/v1/chat/completions` (a route chosen by `model`) and `/v1/models`, for unmodified OpenAI clients."""
+    created = int(time.time())
+    models = {
+        "object": "list",
+        "data": [
+            {
+                "id": r.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "router",
+                "root": r.model,
+                "route": r.path,
+                "upstreams": [x.upstream.name for x in r.replicas],
+            }
+            for r in table.routes
+        ],
+    }
+    models_body = msgspec.json.encode(models)
+
+    @post(
+        "/v1/chat/completions",
+        operation_id="chat_completions",
+        tags=["openai"],
+        operation_class=ChatOperation,
+        summary="OpenAI-compatible chat; `model` names a route (its name or its model)",
+        status_code=200,
+    )
+    async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
+        parsed, body = parse_chat_request(await request.body())
+        if not parsed.model:
+            raise InvalidRequest(
+                "`model` is required here: give a route name; GET /v1/models lists them", param="model"
+            )
+        route = table.by_model.get(parsed.model)
+        if route is None:
+            raise NotFound(
+                f"no route or model named {parsed.model!r}; GET /v1/models lists them", param="model"
+            )
+        return await answer(route, parsed, body, request_id_of(request.scope), registry)
+
+    @get("/v1/models", operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
+    async def list_models() -> ASGIApp:
+        return ASGIResponse(body=models_body, media_type="application/json")
+
+    return [chat_completions, list_models]
+
+
+def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
+    """Liveness and readiness for orchestrators."""
+    ready = {
+        "status": "ready",
+        "routes": len(table.routes),
+        "config": table.config.source,
+        "config_sha256": table.config.sha256,
+    }
+
+    @get("/healthz", operation_id="healthz", tags=["ops"], summary="The process is alive")
+    async def healthz() -> ASGIApp:
+        return _json({"status": "ok"})
+
+    @get("/readyz", operation_id="readyz", tags=["ops"], summary="A route table is loaded and served")
+    async def readyz() -> ASGIApp:
+        return _json(ready)
+
+    return [healthz, readyz]
+
+
+def create_app(table: RouteTable, registry: Registry, extra_handlers: Sequence[Any] = ()) -> Litestar:
+    """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin)."""
+    handlers: list[Any] = [route_handler(route, registry) for route in table.routes]
+    handlers += openai_handlers(table, registry)
+    handlers += probe_handlers(table)
+    handlers += list(extra_handlers)
+    (_,), components = msgspec.json.schema_components(
+        [ChatRequest], ref_template="#/components/schemas/{name}"
+    )
+    components[_REQUEST_SCHEMA] = components.pop("ChatRequest")
+    return Litestar(
+        route_handlers=handlers,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_max_body_size=table.config.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="router",
+            version=__version__,
+            description="One validated routing table in front of private LLM servers.",
+            components=Components(schemas=components),  # type: ignore[arg-type]
+        ),
+        debug=False,
+    )

@@ -1,0 +1,138 @@
+"""Turn validated data into the typed, frozen RouterConfig.
+
+This is where the file's conveniences are resolved, so nothing downstream needs to know about them:
+`defaults` merged into each route (route keys win; `health_check` merges key by key), a route's name
+defaulting to the last segment of its path, `upstream: x` becoming a one-replica `upstreams` list, each
+upstream learning its own name, and an empty `api_key` (what `${KEY:-}` gives) meaning no key.
+
+It expects data that passed the schema and the semantic checks; pydantic still validates, and anything it
+refuses is reported as a located problem at the key the user wrote (the route's, or the default's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from router.config.models import RouteConfig, RoutePolicy, RouterConfig, ServerSettings, UpstreamConfig
+from router.config.problems import ConfigError, JsonPath, Problem
+from router.config.source import Document
+
+POLICY_KEYS = tuple(RoutePolicy.model_fields)
+"""Route keys that `defaults` may provide."""
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def default_route_name(path: str) -> str:
+    """A route's name when the file gives none: the last segment of its path (`/chat/qwen3` -> `qwen3`)."""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def build_config(doc: Document, sha256: str) -> RouterConfig:
+    """Build the RouterConfig of a checked document; raise ConfigError if pydantic still refuses it."""
+    problems: list[Problem] = []
+    data = doc.data
+    server = _make(ServerSettings, data.get("server", {}), lambda loc: ("server", *loc), doc, problems)
+    upstreams: dict[str, UpstreamConfig] = {}
+    for name, raw in data["upstreams"].items():
+        fields = {**raw, "name": name}
+        if not fields.get("api_key"):
+            fields["api_key"] = None
+        upstream = _make(UpstreamConfig, fields, _under(("upstreams", name)), doc, problems)
+        if upstream is not None:
+            upstreams[name] = upstream
+    defaults: dict[str, Any] = data.get("defaults", {})
+    routes = []
+    for index, raw in enumerate(data["routes"]):
+        route = _make(
+            RouteConfig, route_fields(raw, defaults), _route_locator(index, raw, defaults), doc, problems
+        )
+        if route is not None:
+            routes.append(route)
+    if problems or server is None:
+        raise ConfigError(problems)
+    try:
+        return RouterConfig(
+            version=data["version"],
+            server=server,
+            upstreams=upstreams,
+            routes=tuple(routes),
+            source=doc.file,
+            sha256=sha256,
+        )
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, lambda loc: tuple(loc), doc)) from None
+
+
+def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The RouteConfig fields of one route entry, with defaults merged in."""
+    policy = {key: value for key, value in defaults.items() if key != "health_check"}
+    policy.update({key: raw[key] for key in POLICY_KEYS if key in raw and key != "health_check"})
+    health = {**defaults.get("health_check", {}), **raw.get("health_check", {})}
+    if health:
+        policy["health_check"] = health
+    if "upstream" in raw:
+        upstreams = [{"name": raw["upstream"]}]
+    else:
+        upstreams = list(raw.get("upstreams", []))
+    fields = {key: raw[key] for key in ("path", "model", "fallbacks", "options", "description") if key in raw}
+    fields["name"] = raw.get("name") or default_route_name(str(raw.get("path", "")))
+    fields["upstreams"] = upstreams
+    fields["policy"] = policy
+    return fields
+
+
+def _route_locator(
+    index: int, raw: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> Callable[[tuple[Any, ...]], JsonPath]:
+    """Map a pydantic error location in RouteConfig back to the key the user wrote."""
+    route: JsonPath = ("routes", index)
+
+    def locate(loc: tuple[Any, ...]) -> JsonPath:
+        if loc[:1] == ("policy",) and len(loc) >= 2:
+            key, rest = loc[1], loc[2:]
+            if key == "health_check" and rest:
+                if rest[0] in raw.get("health_check", {}) or rest[0] not in defaults.get("health_check", {}):
+                    return (*route, "health_check", *rest)
+                return ("defaults", "health_check", *rest)
+            if key in raw or key not in defaults:
+                return (*route, key, *rest)
+            return ("defaults", key, *rest)
+        if loc[:1] == ("upstreams",) and "upstream" in raw:
+            return (*route, "upstream")
+        return (*route, *loc)
+
+    return locate
+
+
+def _under(base: JsonPath) -> Callable[[tuple[Any, ...]], JsonPath]:
+    return lambda loc: (*base, *loc)
+
+
+def _make(
+    model: type[_Model],
+    fields: Mapping[str, Any],
+    locate: Callable[[tuple[Any, ...]], JsonPath],
+    doc: Document,
+    problems: list[Problem],
+) -> _Model | None:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems.extend(_problems(exc, locate, doc))
+        return None
+
+
+def _problems(
+    exc: ValidationError, locate: Callable[[tuple[Any, ...]], JsonPath], doc: Document
+) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        message = error["msg"]
+        if error["type"] != "missing":
+            message += f", got {error['input']!r}"
+        problems.append(doc.problem(locate(tuple(error["loc"])), message))
+    return problems

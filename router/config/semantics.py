@@ -1,0 +1,170 @@
+"""Checks that need the whole table, which a JSON Schema cannot express.
+
+A schema sees one value at a time; these rules relate entries to each other (unique paths and names,
+references to upstreams and to other routes) or to the router itself (paths it serves on its own). They
+run on data that already matches the schema, so they can trust its shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.config.build import default_route_name
+from router.config.problems import ConfigError, JsonPath, Problem, in_file_order
+from router.config.source import Document
+
+RESERVED_PATHS = frozenset({"/", "/healthz", "/readyz", "/status", "/events", "/metrics", "/debug"})
+"""Paths the router answers itself; a route there would be unreachable or would hide the endpoint."""
+
+RESERVED_PREFIXES = ("/v1", "/admin", "/sessions")
+"""Path trees the router owns entirely (the OpenAI front door, administration, chat sessions)."""
+
+
+def normalise_path(path: str) -> str:
+    """The form two route paths are compared in: case and a trailing slash do not make them different."""
+    return path.rstrip("/").lower() or "/"
+
+
+def check_semantics(doc: Document) -> None:
+    """Raise ConfigError if the table is inconsistent."""
+    problems = semantic_problems(doc)
+    if problems:
+        raise ConfigError(problems)
+
+
+def semantic_problems(doc: Document) -> list[Problem]:
+    """Every cross-entry problem of a schema-valid document, in file order."""
+    routes: list[dict[str, Any]] = doc.data.get("routes", [])
+    upstreams = sorted(doc.data.get("upstreams", {}))
+    problems: list[Problem] = []
+    paths: dict[str, int] = {}
+    names: dict[str, int] = {}
+    for index, route in enumerate(routes):
+        problems += _path_problems(doc, index, route, paths)
+        problems += _name_problems(doc, index, route, names, routes)
+        problems += _upstream_problems(doc, index, route, upstreams)
+    for index, route in enumerate(routes):
+        problems += _fallback_problems(doc, index, route, paths, routes)
+    return in_file_order(problems)
+
+
+def _line(doc: Document, index: int) -> int:
+    return doc.locate(("routes", index))[0]
+
+
+def _path_problems(doc: Document, index: int, route: dict[str, Any], paths: dict[str, int]) -> list[Problem]:
+    path = str(route["path"])
+    where = ("routes", index, "path")
+    normal = normalise_path(path)
+    owner = next((p for p in RESERVED_PREFIXES if normal == p or normal.startswith(p + "/")), None)
+    if owner is not None:
+        return [
+            doc.problem(
+                where,
+                f"path {path} is inside {owner}/, which the router serves itself; "
+                "choose another path, e.g. /chat/<model>",
+            )
+        ]
+    if normal in RESERVED_PATHS:
+        return [
+            doc.problem(
+                where,
+                f"path {path} is one of the router's own endpoints; choose another path, e.g. /chat/<model>",
+            )
+        ]
+    if normal in paths:
+        first = paths[normal]
+        other = doc.data["routes"][first]["path"]
+        return [
+            doc.problem(
+                where,
+                f"path {path} is already used by the route at line {_line(doc, first)} "
+                f"({other}); paths are compared ignoring case and a trailing '/'",
+            )
+        ]
+    paths[normal] = index
+    return []
+
+
+def _name_problems(
+    doc: Document, index: int, route: dict[str, Any], names: dict[str, int], routes: list[dict[str, Any]]
+) -> list[Problem]:
+    explicit = "name" in route
+    name = str(route["name"]) if explicit else default_route_name(str(route["path"]))
+    if name not in names:
+        names[name] = index
+        return []
+    first = names[name]
+    where = ("routes", index, "name" if explicit else "path")
+    derived = "" if explicit else " (taken from the last segment of its path)"
+    return [
+        doc.problem(
+            where,
+            f"route name '{name}'{derived} is already used by route {routes[first]['path']} "
+            f"at line {_line(doc, first)}; give one of them a unique `name:`",
+        )
+    ]
+
+
+def _upstream_problems(doc: Document, index: int, route: dict[str, Any], known: list[str]) -> list[Problem]:
+    here = ("routes", index)
+    known_list = ", ".join(known) if known else "(none declared)"
+    if "upstream" in route and "upstreams" in route:
+        return [
+            doc.problem((*here, "upstreams"), "give either 'upstream' or 'upstreams', not both", at_key=True)
+        ]
+    refs: list[tuple[JsonPath, Any]]
+    if "upstream" in route:
+        refs = [((*here, "upstream"), route["upstream"])]
+    elif "upstreams" in route:
+        refs = [((*here, "upstreams", j, "name"), ref["name"]) for j, ref in enumerate(route["upstreams"])]
+    else:
+        return [
+            doc.problem(
+                here, "missing 'upstream' or 'upstreams': a route needs the upstream(s) serving its model"
+            )
+        ]
+    problems = []
+    seen: set[str] = set()
+    for where, name in refs:
+        if name not in known:
+            problems.append(
+                doc.problem(where, f"unknown upstream '{name}'; declared upstreams: {known_list}")
+            )
+        elif name in seen:
+            problems.append(
+                doc.problem(
+                    where,
+                    f"upstream '{name}' is listed twice; give it one entry with a larger weight instead",
+                )
+            )
+        seen.add(name)
+    return problems
+
+
+def _fallback_problems(
+    doc: Document, index: int, route: dict[str, Any], paths: dict[str, int], routes: list[dict[str, Any]]
+) -> list[Problem]:
+    problems = []
+    own = normalise_path(str(route["path"]))
+    seen: set[str] = set()
+    for j, target in enumerate(route.get("fallbacks", [])):
+        where = ("routes", index, "fallbacks", j)
+        normal = normalise_path(str(target))
+        if normal == own:
+            problems.append(
+                doc.problem(where, f"route {route['path']} lists itself as a fallback; remove it")
+            )
+        elif normal not in paths:
+            known = ", ".join(str(r["path"]) for r in routes if normalise_path(str(r["path"])) != own)
+            problems.append(
+                doc.problem(
+                    where,
+                    f"fallback {target} is not a route path in this file; "
+                    f"known paths: {known or '(no other routes)'}",
+                )
+            )
+        elif normal in seen:
+            problems.append(doc.problem(where, f"fallback {target} is listed twice; remove one"))
+        seen.add(normal)
+    return problems

@@ -1,0 +1,178 @@
+"""From a route and a request to an upstream answer: pick a replica, respect the policies, retry, fail over.
+
+The order of one attempt is: choose an available replica (health and breaker agree, least in-flight
+weighted) -> take a concurrency slot (bounded queue, else 429) -> ask the breaker for a permit -> call the
+adapter. Failures before the answer starts are retried with full-jitter backoff (only those that may
+help: connect errors, resets, 5xx, garbage), then the route's fallbacks are tried. Nothing is retried once
+a byte reached the client; that is the streaming relay's side of the contract.
+
+What an attempt holds (in-flight count, slot, permit) travels with the answer as a `Lease`, because a
+streamed answer keeps occupying the upstream until its last chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from router.api.request import ChatRequest
+from router.errors import Overloaded, RouterError, RouteUnavailable
+from router.policies import InFlight, Permit, QueueFull, Slot, backoff_delays, choose, clamp_max_tokens
+from router.registry import Registry
+from router.table import Route, RouteReplica
+from router.upstreams.base import ChatCall, Limits, UpstreamAdapter
+from router.upstreams.errors import UpstreamError
+
+T = TypeVar("T")
+Attempt = Callable[[UpstreamAdapter, ChatCall, Limits], Awaitable[T]]
+
+
+@dataclass(slots=True)
+class Lease:
+    """What one answer occupies until it ends; `finish` reports the outcome exactly once."""
+
+    route: Route
+    replica: RouteReplica
+    registry: Registry
+    in_flight: InFlight
+    slot: Slot
+    permit: Permit
+    retries: int = 0
+    done: bool = False
+
+    @property
+    def upstream_name(self) -> str:
+        """The upstream that served the answer (the `X-Router-Upstream` header)."""
+        return self.replica.upstream.name
+
+    def finish(self, error: BaseException | None) -> None:
+        """Free everything; the breaker learns of upstream faults only, never of client cancellations."""
+        if self.done:
+            return
+        self.done = True
+        if error is None:
+            self.permit.success()
+        elif isinstance(error, UpstreamError) and error.upstream_fault:
+            self.permit.failure()
+        else:
+            self.permit.release()
+        self.slot.release()
+        self.in_flight.release()
+        self.registry.release(self.replica.upstream)
+
+
+def bind(route: Route, request: ChatRequest, body: dict[str, Any], request_id: str) -> ChatCall:
+    """The request as this route will send it: its model, its options, its token cap."""
+    requested = request.max_completion_tokens or request.max_tokens
+    options = request.stream_options
+    return ChatCall(
+        body=body,
+        model=route.model,
+        stream=request.stream,
+        max_tokens=clamp_max_tokens(requested, route.config.policy.max_tokens),
+        include_usage=bool(options and options.include_usage),
+        options=route.options,
+        request_id=request_id,
+    )
+
+
+async def dispatch(
+    route: Route,
+    request: ChatRequest,
+    body: dict[str, Any],
+    request_id: str,
+    registry: Registry,
+    attempt: Attempt[T],
+) -> tuple[T, Lease]:
+    """Run `attempt` on the best replica of `route` or of its fallbacks; raise the most telling error."""
+    last_error: RouterError | None = None
+    retries = 0
+    for candidate in route.candidates():
+        call = bind(candidate, request, body, request_id)
+        policy = candidate.config.policy
+        delays = backoff_delays(policy.max_retries, policy.retry_backoff, policy.retry_backoff_max)
+        tried: list[str] = []
+        for attempt_number in range(policy.max_retries + 1):
+            replica = _pick(candidate, tried, last_error)
+            if replica is None:
+                last_error = last_error or _unavailable(candidate)
+                break
+            if attempt_number:
+                retries += 1
+                await asyncio.sleep(next(delays))
+            lease = await _lease(candidate, replica, registry)
+            lease.retries = retries
+            try:
+                result = await attempt(replica.upstream.adapter, call, candidate.limits)
+            except UpstreamError as error:
+                lease.finish(error)
+                if not error.upstream_fault:
+                    raise  # the request itself was refused (4xx, 429): another try would fare no better
+                last_error = error
+                tried.append(replica.name)
+                continue
+            except BaseException as error:
+                lease.finish(error)
+                raise
+            return result, lease
+    assert last_error is not None
+    raise last_error
+
+
+def _pick(route: Route, tried: list[str], last_error: RouterError | None) -> RouteReplica | None:
+    """A replica not tried yet; a retryable failure may go back to one already tried if none is left."""
+    replica = choose(route.replicas, exclude=tried)
+    if replica is None and tried and isinstance(last_error, UpstreamError) and last_error.retryable:
+        replica = choose(route.replicas)
+    return replica  # type: ignore[return-value]
+
+
+async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lease:
+    """Occupy the replica: in-flight count first (so concurrent picks see it), then slot, then permit."""
+    upstream = replica.upstream
+    in_flight = replica.track()
+    upstream.in_flight += 1
+    try:
+        slot = await upstream.limiter.acquire()
+    except BaseException as error:
+        in_flight.release()
+        registry.release(upstream)
+        if isinstance(error, QueueFull):
+            raise Overloaded(
+                f"route {route.path}: upstream {upstream.name!r} is at its concurrency limit: {error}",
+                retry_after=error.retry_after,
+            ) from None
+        raise
+    permit = upstream.breaker.try_acquire()
+    if permit is None:
+        slot.release()
+        in_flight.release()
+        registry.release(upstream)
+        raise _unavailable(route)
+    return Lease(
+        route=route, replica=replica, registry=registry, in_flight=in_flight, slot=slot, permit=permit
+    )
+
+
+def _unavailable(route: Route) -> RouteUnavailable:
+    """503 naming why no replica can take traffic, with the soonest time worth coming back."""
+    reasons, waits = [], []
+    for replica in route.replicas:
+        upstream = replica.upstream
+        if replica.health is not None and not replica.health.accepts_traffic:
+            snap = replica.health.snapshot()
+            reasons.append(f"{upstream.name}: unhealthy ({snap.last_error or 'failing health checks'})")
+            waits.append(replica.health.policy.recovery_interval * replica.health.policy.recovery_threshold)
+        elif not upstream.breaker.is_available():
+            wait = upstream.breaker.retry_after()
+            reasons.append(f"{upstream.name}: circuit breaker open for {wait:.0f}s more")
+            waits.append(wait)
+        else:
+            reasons.append(f"{upstream.name}: busy with trial requests")
+            waits.append(1.0)
+    return RouteUnavailable(
+        f"route {route.path} (model {route.model}) is unavailable: " + "; ".join(reasons),
+        retry_after=max(1.0, min(waits, default=1.0)),
+    )

@@ -1,0 +1,79 @@
+"""Active health checks: one probe loop per (upstream, model) question, shared by the routes asking it.
+
+Each loop probes at once on start (so `initial` is short), then sleeps the tracker's own delay: the
+normal interval while healthy, the faster recovery interval while unhealthy, both jittered so many routes
+do not probe in lock-step. A probe that times out is a failure. Loops follow reloads: `sync` starts loops
+for new questions and stops those no table asks any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from router.errors import RouterError
+from router.policies import HealthTracker
+from router.registry import HealthKey
+
+log = logging.getLogger("router.probing")
+
+
+async def probe_once(key: HealthKey, tracker: HealthTracker) -> None:
+    """Ask the upstream once and record the answer in the tracker."""
+    timeout = tracker.policy.timeout
+    started = time.perf_counter()
+    try:
+        await key.upstream.adapter.probe(key.model, key.endpoint, timeout)
+    except TimeoutError:
+        tracker.record_probe(False, time.perf_counter() - started, f"probe timed out after {timeout:g}s")
+    except RouterError as error:
+        tracker.record_probe(False, time.perf_counter() - started, error.message)
+    except Exception as error:  # a probe must never kill its loop
+        log.exception("probe of %s on %s failed unexpectedly", key.model, key.upstream.name)
+        tracker.record_probe(False, time.perf_counter() - started, f"probe failed: {error!r}")
+    else:
+        tracker.record_probe(True, time.perf_counter() - started, None)
+
+
+async def _loop(key: HealthKey, tracker: HealthTracker) -> None:
+    while True:
+        await probe_once(key, tracker)
+        await asyncio.sleep(tracker.next_delay())
+
+
+class Prober:
+    """Owns the probe loops."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, tuple[asyncio.Task[None], HealthTracker]] = {}
+
+    def sync(self, checks: list[tuple[HealthKey, HealthTracker]]) -> None:
+        """Run exactly one loop per current health question."""
+        wanted = {id(tracker): (key, tracker) for key, tracker in checks}
+        for ident, (task, _) in list(self._tasks.items()):
+            if ident not in wanted:
+                task.cancel()
+                del self._tasks[ident]
+        for ident, (key, tracker) in wanted.items():
+            if ident not in self._tasks:
+                task = asyncio.get_running_loop().create_task(
+                    _loop(key, tracker), name=f"probe:{key.upstream.name}"
+                )
+                self._tasks[ident] = (task, tracker)
+
+    async def stop(self) -> None:
+        """Stop every loop (shutdown)."""
+        tasks = [task for task, _ in self._tasks.values()]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def running(self) -> int:
+        """Number of probe loops (for /status and tests)."""
+        return len(self._tasks)

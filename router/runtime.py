@@ -1,0 +1,106 @@
+"""The running router: the current table and app, the state that outlives them, and the swap between them.
+
+This is the ASGI application the server runs. It owns the lifespan (pools open at start-up, close at
+shutdown) and forwards each request to the app of the current table. `apply` builds a new table and app
+from a validated config and swaps one reference: a request that already entered the old app finishes
+there, with the routes it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Litestar
+
+from router.api.middleware import RequestIdMiddleware
+from router.api.status import status_handlers
+from router.app import create_app
+from router.config import RouterConfig
+from router.events import EventBus
+from router.probing import Prober
+from router.registry import Registry
+from router.table import RouteTable, build_table
+
+log = logging.getLogger("router.runtime")
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One table version as served: the table, its app, and when it went live."""
+
+    table: RouteTable
+    app: Litestar
+    loaded_at: float
+
+
+class Runtime:
+    """Process-wide state and the ASGI entry point."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self.initial_config = config
+        self.events = EventBus()
+        self.registry = Registry(self.events)
+        self.prober = Prober()
+        self.current: Loaded | None = None
+        self.started_at = time.time()
+        self.entry = RequestIdMiddleware(self._dispatch)
+        self.last_reload: dict[str, Any] = {
+            "last_reload_ok": True,
+            "last_reload_at": self.started_at,
+            "last_reload_error": None,
+        }
+
+    def reload_status(self) -> dict[str, Any]:
+        """How the last reload went (Prometheus' config_last_reload_successful, as data)."""
+        return dict(self.last_reload)
+
+    def apply(self, config: RouterConfig) -> Loaded:
+        """Build the table and app for `config` and make them current (call inside the event loop)."""
+        table = build_table(config, self.registry)
+        app = create_app(table, self.registry, status_handlers(self))
+        loaded = Loaded(table=table, app=app, loaded_at=time.time())
+        self.current = loaded
+        self.prober.sync(self.registry.health_checks())
+        log.info(
+            "serving %d routes from %s (sha256 %s)", len(table.routes), config.source, config.sha256[:12]
+        )
+        return loaded
+
+    async def startup(self) -> None:
+        """Open pools and start probing for the initial table."""
+        self.apply(self.initial_config)
+
+    async def shutdown(self) -> None:
+        """Stop probing and close every pool."""
+        await self.prober.stop()
+        await self.registry.close()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        await self.entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+        loaded = self.current
+        assert loaded is not None, "the runtime serves requests only after startup"
+        await loaded.app(scope, receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as error:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

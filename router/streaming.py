@@ -1,0 +1,127 @@
+"""Relaying a streamed answer to the client as Server-Sent Events, safely.
+
+The relay owns what can only happen after the first byte was sent: a heartbeat comment while the model
+is silent (so proxies and browsers keep the connection), the stall timeout, a final error *event* when the
+upstream fails mid-answer (the status code is already gone), `data: [DONE]` on a clean end, and, whatever
+happens, closing the upstream connection: when the client goes away, closing it is what stops the model
+from generating for nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from litestar.response.streaming import ASGIStreamingResponse
+
+from router.config.models import RoutePolicy
+from router.errors import RouterError
+from router.upstreams.base import EventStream
+from router.upstreams.errors import UpstreamStalled
+
+KEEPALIVE = b": keepalive\n\n"
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def frame(payloads: list[bytes]) -> bytes:
+    """SSE events for chunk payloads that arrived together (one write to the socket, not many)."""
+    if len(payloads) == 1:
+        return b"data: " + payloads[0] + b"\n\n"
+    return b"".join([b"data: " + p + b"\n\n" for p in payloads])
+
+
+def error_event(error: RouterError) -> bytes:
+    """The last event of a stream that failed after it started: the OpenAI error object itself."""
+    return b"data: " + error.encode() + b"\n\n"
+
+
+async def relay(
+    stream: EventStream,
+    first: list[bytes],
+    policy: RoutePolicy,
+    on_end: Callable[[BaseException | None], None],
+) -> AsyncGenerator[bytes, None]:
+    """The SSE body for one answer; `on_end` learns how it ended (None, an error, or cancellation)."""
+    loop = asyncio.get_running_loop()
+    stall, heartbeat = policy.stall_timeout, policy.heartbeat_interval
+    outcome: BaseException | None = None
+    try:
+        if first:
+            yield frame(first)
+        last_data = loop.time()
+        while True:
+            wait = min(heartbeat, last_data + stall - loop.time())
+            try:
+                async with asyncio.timeout(max(wait, 0.0)):
+                    batch = await stream.read()
+            except TimeoutError:
+                if loop.time() - last_data >= stall:
+                    raise UpstreamStalled(
+                        f"the model sent nothing for {stall:g}s (the route's stall_timeout); answer cut off"
+                    ) from None
+                yield KEEPALIVE
+                continue
+            if batch is None:
+                yield DONE
+                return
+            if batch:
+                last_data = loop.time()
+                yield frame(batch)
+    except RouterError as error:
+        outcome = error
+        yield error_event(error)
+    except BaseException as error:  # client went away (cancellation, GeneratorExit) or a bug
+        outcome = error
+        raise
+    finally:
+        stream.close()
+        on_end(outcome)
+
+
+class SSEStreamBody(ASGIStreamingResponse):
+    """An event stream that always finishes its generator, however the client leaves.
+
+    Litestar cancels the sending task when the client disconnects; an async generator interrupted that way
+    is only finalised whenever the garbage collector gets to it. Closing it here runs its cleanup at once.
+    """
+
+    def __init__(self, body: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
+        super().__init__(iterator=body, headers={**SSE_HEADERS, **headers}, media_type="text/event-stream")
+        self._body = body
+
+    async def send_body(self, send: Any, receive: Any) -> None:
+        """Send the events; then make sure the generator has ended."""
+        try:
+            await super().send_body(send, receive)
+        finally:
+            await self._body.aclose()
+
+
+class SSEResponse(SSEStreamBody):
+    """A streamed answer: the relay of `stream`, which always releases its upstream and lease.
+
+    A relay that never started (the client left before the first write) has no cleanup of its own to run,
+    so the response closes the upstream and ends the lease itself; both are idempotent.
+    """
+
+    def __init__(
+        self,
+        stream: EventStream,
+        first: list[bytes],
+        policy: RoutePolicy,
+        on_end: Callable[[BaseException | None], None],
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(relay(stream, first, policy, on_end), headers)
+        self._upstream = stream
+        self._on_end = on_end
+
+    async def send_body(self, send: Any, receive: Any) -> None:
+        """Send the events; then make sure the upstream connection and the lease have ended."""
+        try:
+            await super().send_body(send, receive)
+        finally:
+            self._upstream.close()
+            self._on_end(asyncio.CancelledError("the client went away before the answer started"))

@@ -1,0 +1,112 @@
+"""The route table: every route of one config version, resolved to live upstream state, built once.
+
+A request looks its route up here by path or by name and finds everything prepared: the replicas with
+their breakers, limiters and health trackers, the time limits, the fallback routes. Nothing in the request
+path re-reads the config. A reload builds a new table and swaps it in; requests that already hold a route
+keep using it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.config.models import RouteConfig, RouterConfig
+from router.policies import HealthTracker, Replica
+from router.registry import HealthKey, Registry, UpstreamState
+from router.upstreams.base import Limits
+
+
+class RouteReplica(Replica):
+    """A replica of a route's model: one upstream, its health for this model, its share of traffic."""
+
+    __slots__ = ("health", "upstream")
+
+    def __init__(self, upstream: UpstreamState, weight: int, health: HealthTracker | None) -> None:
+        self.upstream = upstream
+        self.health = health
+        super().__init__(upstream.name, weight, self._is_available)
+
+    def _is_available(self) -> bool:
+        health = self.health
+        if health is not None and not health.accepts_traffic:
+            return False
+        return self.upstream.breaker.is_available()
+
+
+@dataclass(eq=False)
+class Route:
+    """One routing-table entry, ready to serve."""
+
+    config: RouteConfig
+    replicas: tuple[RouteReplica, ...]
+    limits: Limits
+    options: Mapping[str, Any]
+    fallbacks: tuple[Route, ...] = field(default=())
+
+    @property
+    def path(self) -> str:
+        """The route's URL path."""
+        return self.config.path
+
+    @property
+    def name(self) -> str:
+        """The route's name (a model id for `/v1/chat/completions`)."""
+        return self.config.name
+
+    @property
+    def model(self) -> str:
+        """The model the upstream is asked for."""
+        return self.config.model
+
+    def candidates(self) -> Iterator[Route]:
+        """This route, then its fallbacks in order (each once)."""
+        yield self
+        yield from self.fallbacks
+
+
+class RouteTable:
+    """All routes of one config version, indexed for the two ways clients address them."""
+
+    def __init__(
+        self, config: RouterConfig, routes: tuple[Route, ...], health: tuple[HealthKey, ...]
+    ) -> None:
+        self.config = config
+        self.routes = routes
+        self.health_keys = health
+        self.by_path = {r.path: r for r in routes}
+        self.by_model: dict[str, Route] = {}
+        for route in routes:  # names win over model ids when they collide; the first route wins a model id
+            self.by_model.setdefault(route.model, route)
+        for route in routes:
+            self.by_model[route.name] = route
+
+    def upstreams(self) -> set[UpstreamState]:
+        """The live upstream state this table uses."""
+        return {replica.upstream for route in self.routes for replica in route.replicas}
+
+
+def build_table(config: RouterConfig, registry: Registry) -> RouteTable:
+    """Resolve a validated config against the registry (reusing pools, breakers and health)."""
+    routes: list[Route] = []
+    health_keys: list[HealthKey] = []
+    for rc in config.routes:
+        replicas = []
+        for ref in rc.upstreams:
+            upstream = registry.upstream(config.upstreams[ref.name])
+            tracker = None
+            if rc.policy.health_check.enabled:
+                key, tracker = registry.health(upstream, rc.model, rc.policy.health_check, rc.path)
+                health_keys.append(key)
+            replicas.append(RouteReplica(upstream, ref.weight, tracker))
+        limits = Limits.of(rc.policy.timeout, rc.policy.connect_timeout)
+        routes.append(Route(config=rc, replicas=tuple(replicas), limits=limits, options=dict(rc.options)))
+    by_path = {r.path: r for r in routes}
+    for route in routes:
+        route.fallbacks = tuple(
+            by_path[p] for p in route.config.fallbacks if p in by_path and p != route.path
+        )
+    table = RouteTable(config, tuple(routes), tuple(health_keys))
+    registry.keep_only(table.upstreams(), health_keys)
+    return table

@@ -1,0 +1,111 @@
+"""The one interface every model server hides behind.
+
+The dispatcher, the streaming relay and the health prober only ever see `UpstreamAdapter`; which wire
+dialect (Ollama's NDJSON or OpenAI's SSE) sits behind it is known to the two implementations alone, in the
+way httpx hides its transports. Adapters speak OpenAI Chat Completions on their client-facing side: a
+complete answer is a `chat.completion` JSON document, a streamed one is a sequence of
+`chat.completion.chunk` JSON payloads.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from router.config.models import UpstreamConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A route's time limits for one attempt, prepared once per route so requests allocate nothing."""
+
+    timeout: float  # until the answer starts (the whole answer when not streaming)
+    connect_timeout: float
+    client_timeout: aiohttp.ClientTimeout
+
+    @classmethod
+    def of(cls, timeout: float, connect_timeout: float) -> Limits:
+        """Build the limits and the matching aiohttp timeout object."""
+        client_timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=None
+        )
+        return cls(timeout=timeout, connect_timeout=connect_timeout, client_timeout=client_timeout)
+
+
+@dataclass(slots=True)
+class ChatCall:
+    """A validated client request bound to a route: everything an adapter needs and nothing to re-check.
+
+    `body` is the client's JSON object as sent (unknown fields included, for OpenAI-compatible upstreams
+    that understand more than we do); the typed fields are the ones the router itself acts upon.
+    """
+
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    max_tokens: int | None
+    include_usage: bool
+    options: Mapping[str, Any]
+    request_id: str
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """What a finished stream reported, for logs and metrics."""
+
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class EventStream(ABC):
+    """An upstream answer being streamed, already translated into OpenAI chunk payloads.
+
+    `read()` returns the payloads that arrived in one network read (possibly none, when a read ended
+    mid-line), or None once the upstream finished properly. A stream that ends without its protocol's
+    end marker raises instead: a truncated answer must never look like a complete one.
+    """
+
+    stats: StreamStats
+
+    @abstractmethod
+    async def read(self) -> list[bytes] | None:
+        """The next batch of chunk payloads, or None at the clean end."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Drop the connection now; for an unfinished answer this is what stops the model generating."""
+
+
+class UpstreamAdapter(ABC):
+    """One model server, with its own pooled HTTP client shared by every route that uses it."""
+
+    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        self.config = config
+        self.name = config.name
+        self.session = session
+
+    @abstractmethod
+    async def complete(self, call: ChatCall, limits: Limits) -> bytes:
+        """A whole `chat.completion` JSON document for a non-streaming call."""
+
+    @abstractmethod
+    async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        """Start a streamed answer; returns the stream and its first payloads.
+
+        The first payloads are awaited here, within the route's timeout, so that every failure before the
+        model's first token can still become a proper HTTP status (and be retried) instead of a broken
+        stream.
+        """
+
+    @abstractmethod
+    async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
+        """Raise an UpstreamError unless the server is up (and lists `model`, when one is given)."""
+
+    async def close(self) -> None:
+        """Close the connection pool (after a reload removed the upstream, or at shutdown)."""
+        await self.session.close()

@@ -1,0 +1,108 @@
+"""Ollama's native API (`/api/chat`, NDJSON streaming) behind the OpenAI-speaking adapter interface."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from router.config.models import UpstreamConfig
+from router.upstreams import ollama_mapping
+from router.upstreams.base import ChatCall, EventStream, Limits, UpstreamAdapter
+from router.upstreams.errors import (
+    BadUpstreamResponse,
+    UpstreamError,
+    UpstreamStatus,
+)
+from router.upstreams.http import LineStream, decode_json, get, post_json, read_json
+
+
+class OllamaAdapter(UpstreamAdapter):
+    """Translates OpenAI chat requests to Ollama's `/api/chat` and its answers back."""
+
+    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        super().__init__(config, session)
+        root = config.base_url.rstrip("/")
+        self.root = root
+        self.chat_url = f"{root}/api/chat"
+        self.tags_url = f"{root}/api/tags"
+
+    def _request(self, call: ChatCall, stream: bool) -> dict[str, Any]:
+        return ollama_mapping.chat_request(call.body, call.model, call.max_tokens, call.options, stream)
+
+    async def complete(self, call: ChatCall, limits: Limits) -> bytes:
+        async with asyncio.timeout(limits.timeout):
+            response = await post_json(
+                self.session, self.chat_url, self._request(call, False), limits, call.request_id
+            )
+            answer = await read_json(response, self.chat_url)
+        if not isinstance(answer, dict) or "message" not in answer:
+            if isinstance(answer, dict) and "error" in answer:
+                raise UpstreamStatus(f"ollama at {self.root}: {answer['error']}", status=500)
+            raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
+        return msgspec.json.encode(ollama_mapping.completion(answer, call.model, call.request_id))
+
+    async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        stream: OllamaStream | None = None
+        try:
+            async with asyncio.timeout(limits.timeout):
+                response = await post_json(
+                    self.session, self.chat_url, self._request(call, True), limits, call.request_id
+                )
+                stream = OllamaStream(response, self.chat_url, call)
+                first = await stream.read_first()
+        except BaseException:
+            if stream is not None:
+                stream.close()
+            raise
+        return stream, first
+
+    async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
+        url = f"{self.root}{endpoint}" if endpoint else self.tags_url
+        async with asyncio.timeout(timeout):
+            tags = await get(self.session, url, want_json=not endpoint)
+        if model is not None and not endpoint and not _lists_model(tags, model):
+            raise UpstreamStatus(
+                f"model {model!r} is not pulled on ollama at {self.root}; run `ollama pull {model}`",
+                status=404,
+            )
+
+
+def _lists_model(tags: Any, model: str) -> bool:
+    """Whether `/api/tags` lists the model (a name without a tag means `:latest`, as in Ollama)."""
+    wanted = {model, f"{model}:latest"} if ":" not in model else {model}
+    models = tags.get("models") if isinstance(tags, dict) else None
+    if not isinstance(models, list):
+        raise BadUpstreamResponse("ollama's /api/tags answered without a `models` list")
+    return any(isinstance(m, dict) and (m.get("name") in wanted or m.get("model") in wanted) for m in models)
+
+
+class OllamaStream(LineStream):
+    """One NDJSON answer being relayed; ends cleanly only on a line with `done: true`."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall) -> None:
+        super().__init__(response, url)
+        self.mapper = ollama_mapping.ChunkMapper(call.model, call.request_id, call.include_usage)
+
+    def translate(self, raw: bytes) -> list[bytes]:
+        if not raw.strip():
+            return []
+        try:
+            line = decode_json(raw, self.url)
+        except UpstreamError:
+            raise BadUpstreamResponse(
+                f"ollama at {self.url} sent a stream line that is not JSON: {raw[:200]!r}"
+            ) from None
+        if not isinstance(line, dict):
+            raise BadUpstreamResponse(f"ollama at {self.url} sent a stream line that is not an object")
+        if "error" in line:
+            raise UpstreamStatus(f"ollama at {self.url} failed mid-answer: {line['error']}", status=500)
+        if line.get("done"):
+            self.done = True
+            self.stats.finish_reason = ollama_mapping.finish_reason(line)
+            counts = ollama_mapping.usage(line)
+            self.stats.prompt_tokens = counts["prompt_tokens"]
+            self.stats.completion_tokens = counts["completion_tokens"]
+        return self.mapper.chunks(line)

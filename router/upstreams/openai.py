@@ -1,0 +1,133 @@
+"""Any OpenAI-compatible server (vLLM, llama.cpp server, TGI, SGLang): a pass-through with three edits.
+
+The client's body goes upstream as sent, unknown fields included, except that the model becomes the
+route's model, the route's token cap is applied, and router-only fields are removed. Answers are relayed
+byte for byte after checking that they are what the protocol promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from router.config.models import UpstreamConfig
+from router.upstreams.base import ChatCall, EventStream, Limits, UpstreamAdapter
+from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
+from router.upstreams.http import LineStream, decode_json, get, post_json
+
+ROUTER_ONLY_FIELDS = ("session_id",)
+
+
+class OpenAIAdapter(UpstreamAdapter):
+    """Relays OpenAI Chat Completions to an OpenAI-compatible server."""
+
+    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+        super().__init__(config, session)
+        self.base_url = config.base_url.rstrip("/")
+        self.chat_url = f"{self.base_url}/chat/completions"
+        self.models_url = f"{self.base_url}/models"
+
+    def _request(self, call: ChatCall) -> dict[str, Any]:
+        body = {k: v for k, v in call.body.items() if k not in ROUTER_ONLY_FIELDS}
+        body["model"] = call.model
+        body["stream"] = call.stream
+        if call.max_tokens is not None:
+            body["max_tokens"] = call.max_tokens
+            if "max_completion_tokens" in body:
+                body["max_completion_tokens"] = call.max_tokens
+        return body
+
+    async def complete(self, call: ChatCall, limits: Limits) -> bytes:
+        async with asyncio.timeout(limits.timeout):
+            response = await post_json(
+                self.session, self.chat_url, self._request(call), limits, call.request_id
+            )
+            try:
+                raw = await response.read()
+            except aiohttp.ClientError as exc:
+                raise UpstreamReset(f"connection to upstream at {self.chat_url} was reset: {exc}") from exc
+            finally:
+                response.release()
+        answer = decode_json(raw, self.chat_url, response.content_type)
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            if isinstance(answer, dict) and "error" in answer:
+                raise UpstreamStatus(f"upstream at {self.chat_url}: {answer['error']}", status=500)
+            raise BadUpstreamResponse(
+                f"upstream at {self.chat_url} answered JSON that is not a chat completion"
+            )
+        return raw
+
+    async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        stream: OpenAIStream | None = None
+        try:
+            async with asyncio.timeout(limits.timeout):
+                response = await post_json(
+                    self.session, self.chat_url, self._request(call), limits, call.request_id
+                )
+                if "text/event-stream" not in response.content_type:
+                    raw = await response.read()
+                    response.release()
+                    decode_json(raw, self.chat_url, response.content_type)  # names HTML/garbage if it is
+                    raise BadUpstreamResponse(
+                        f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
+                    )
+                stream = OpenAIStream(response, self.chat_url)
+                first = await stream.read_first()
+        except BaseException:
+            if stream is not None:
+                stream.close()
+            raise
+        return stream, first
+
+    async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
+        url = urljoin(self.base_url + "/", endpoint) if endpoint else self.models_url
+        async with asyncio.timeout(timeout):
+            listing = await get(self.session, url, want_json=not endpoint)
+        if model is not None and not endpoint and not _lists_model(listing, model):
+            raise UpstreamStatus(f"upstream at {self.base_url} does not serve model {model!r}", status=404)
+
+
+def _lists_model(listing: Any, model: str) -> bool:
+    data = listing.get("data") if isinstance(listing, dict) else None
+    if not isinstance(data, list):
+        raise BadUpstreamResponse("the upstream's /models answered without a `data` list")
+    return any(isinstance(m, dict) and m.get("id") == model for m in data)
+
+
+class OpenAIStream(LineStream):
+    """One SSE answer being relayed; ends cleanly only on `data: [DONE]`."""
+
+    def translate(self, line: bytes) -> list[bytes]:
+        if not line.startswith(b"data:"):
+            return []  # blank separators, comments (keepalives), `event:`/`id:` fields
+        payload = line[5:].strip()
+        if payload == b"[DONE]":
+            self.done = True
+            return []
+        self._check(payload)
+        return [payload]
+
+    def _check(self, payload: bytes) -> None:
+        """Refuse garbage and surface in-stream errors; note what logs and metrics want to know."""
+        try:
+            chunk = decode_json(payload, self.url)
+        except BadUpstreamResponse:
+            raise BadUpstreamResponse(
+                f"upstream at {self.url} sent a stream event that is not JSON: {payload[:200]!r}"
+            ) from None
+        if not isinstance(chunk, dict):
+            raise BadUpstreamResponse(f"upstream at {self.url} sent a stream event that is not an object")
+        error = chunk.get("error")
+        if error is not None:
+            message = error.get("message") if isinstance(error, dict) else error
+            raise UpstreamStatus(f"upstream at {self.url} failed mid-answer: {message}", status=500)
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
+            self.stats.prompt_tokens = usage.get("prompt_tokens")
+            self.stats.completion_tokens = usage.get("completion_tokens")
+        for choice in chunk.get("choices") or ():
+            if isinstance(choice, dict) and choice.get("finish_reason"):
+                self.stats.finish_reason = choice["finish_reason"]
