@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, Reference, RequestBody
+from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
@@ -28,25 +30,40 @@ from router.errors import InvalidRequest, NotFound
 from router.registry import Registry
 from router.table import Route, RouteTable
 
-_REQUEST_SCHEMA = "ChatCompletionRequest"
 _CHAT_RESPONSES_DOC = (
     "An OpenAI `chat.completion` object, or a `text/event-stream` of chunks when `stream` is true."
 )
 
 
+@dataclass
 class ChatOperation(Operation):
     """OpenAPI operation for chat handlers: they read their body themselves, so document it here."""
 
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
-            content={
-                "application/json": OpenAPIMediaType(
-                    schema=Reference(f"#/components/schemas/{_REQUEST_SCHEMA}")
-                )
-            },
+            content={"application/json": OpenAPIMediaType(schema=_request_schema())},  # type: ignore[arg-type]
             required=True,
             description="An OpenAI Chat Completions request; unknown fields reach OpenAI-compatible servers.",
         )
+
+
+@cache
+def _request_schema() -> dict[str, Any]:
+    """The JSON Schema of a chat request, inlined (Litestar rebuilds `components`, dropping extra ones)."""
+    schema = msgspec.json.schema(ChatRequest)
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)  # type: ignore[no-any-return]
 
 
 def _json(data: Any, status: int = 200) -> ASGIResponse:
@@ -147,10 +164,6 @@ def create_app(table: RouteTable, registry: Registry, extra_handlers: Sequence[A
     handlers += openai_handlers(table, registry)
     handlers += probe_handlers(table)
     handlers += list(extra_handlers)
-    (_,), components = msgspec.json.schema_components(
-        [ChatRequest], ref_template="#/components/schemas/{name}"
-    )
-    components[_REQUEST_SCHEMA] = components.pop("ChatRequest")
     return Litestar(
         route_handlers=handlers,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
@@ -159,7 +172,6 @@ def create_app(table: RouteTable, registry: Registry, extra_handlers: Sequence[A
             title="router",
             version=__version__,
             description="One validated routing table in front of private LLM servers.",
-            components=Components(schemas=components),  # type: ignore[arg-type]
         ),
         debug=False,
     )

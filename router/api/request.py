@@ -42,6 +42,7 @@ class ChatRequest(msgspec.Struct):
 
 
 _PATH_IN_ERROR = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
 def parse_chat_request(raw: bytes) -> tuple[ChatRequest, dict[str, Any]]:
@@ -55,10 +56,18 @@ def parse_chat_request(raw: bytes) -> tuple[ChatRequest, dict[str, Any]]:
     try:
         request = msgspec.convert(body, ChatRequest)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        match = _PATH_IN_ERROR.search(text)
-        param = match.group(1) if match else None
-        message = text[: match.start()] if match else text
+        message, param = _describe(str(exc))
         where = f" (at `{param}`)" if param else ""
-        raise InvalidRequest(f"invalid request: {message}{where}", param=param or None) from None
+        raise InvalidRequest(f"invalid request: {message}{where}", param=param) from None
     return request, body
+
+
+def _describe(text: str) -> tuple[str, str | None]:
+    """msgspec's message without its location, and the location as an OpenAI `param` (`messages[0].role`)."""
+    match = _PATH_IN_ERROR.search(text)
+    path = match.group(1) if match else ""
+    message = text[: match.start()] if match else text
+    missing = _MISSING_FIELD.search(message)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return message, path or None

@@ -98,7 +98,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
 def status_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
     """`/status` (and its alias `/debug`) and `/events`."""
 
-    @get(["/status", "/debug"], operation_id="status", tags=["ops"], summary="Routes, health, breakers, load")
+    @get(["/status", "/debug"], tags=["ops"], summary="Routes, health, breakers, load")
     async def status() -> ASGIApp:
         return ASGIResponse(body=msgspec.json.encode(snapshot(runtime)), media_type="application/json")
 
