@@ -44,8 +44,8 @@ class Lease:
 
     @property
     def upstream_name(self) -> str:
-        """The upstream that served the answer (the `X-Router-Upstream` header)."""
-        return self.replica.upstream.name
+        """The upstream that served the answer (the `X-Router-Upstream` header), as the route names it."""
+        return self.replica.name
 
     def finish(self, error: BaseException | None) -> None:
         """Free everything; the breaker learns of upstream faults only, never of client cancellations."""
@@ -103,6 +103,10 @@ async def dispatch(
                 retries += 1
                 await asyncio.sleep(next(delays))
             lease = await _lease(candidate, replica, registry)
+            if lease is None:  # its breaker refused while we waited for a slot: as if it was unavailable
+                last_error = last_error or _unavailable(candidate)
+                tried.append(replica.name)
+                continue
             lease.retries = retries
             try:
                 result = await attempt(replica.upstream.adapter, call, candidate.limits)
@@ -129,8 +133,13 @@ def _pick(route: Route, tried: list[str], last_error: RouterError | None) -> Rou
     return replica  # type: ignore[return-value]
 
 
-async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lease:
-    """Occupy the replica: in-flight count first (so concurrent picks see it), then slot, then permit."""
+async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lease | None:
+    """Occupy the replica: in-flight count first (so concurrent picks see it), then slot, then permit.
+
+    None when the breaker refuses the permit: the slot wait may have outlasted the breaker's verdict
+    (another request opened it, or took the last half-open trial), and that is the caller's cue to try
+    elsewhere rather than an error of its own.
+    """
     upstream = replica.upstream
     in_flight = replica.track()
     upstream.in_flight += 1
@@ -141,7 +150,7 @@ async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lea
         registry.release(upstream)
         if isinstance(error, QueueFull):
             raise Overloaded(
-                f"route {route.path}: upstream {upstream.name!r} is at its concurrency limit: {error}",
+                f"route {route.path}: upstream {replica.name!r} is at its concurrency limit: {error}",
                 retry_after=error.retry_after,
             ) from None
         raise
@@ -150,7 +159,7 @@ async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lea
         slot.release()
         in_flight.release()
         registry.release(upstream)
-        raise _unavailable(route)
+        return None
     return Lease(
         route=route, replica=replica, registry=registry, in_flight=in_flight, slot=slot, permit=permit
     )
@@ -163,14 +172,14 @@ def _unavailable(route: Route) -> RouteUnavailable:
         upstream = replica.upstream
         if replica.health is not None and not replica.health.accepts_traffic:
             snap = replica.health.snapshot()
-            reasons.append(f"{upstream.name}: unhealthy ({snap.last_error or 'failing health checks'})")
+            reasons.append(f"{replica.name}: unhealthy ({snap.last_error or 'failing health checks'})")
             waits.append(replica.health.policy.recovery_interval * replica.health.policy.recovery_threshold)
-        elif not upstream.breaker.is_available():
+        elif upstream.breaker.retry_after() > 0:
             wait = upstream.breaker.retry_after()
-            reasons.append(f"{upstream.name}: circuit breaker open for {wait:.0f}s more")
+            reasons.append(f"{replica.name}: circuit breaker open for {wait:.1f}s more")
             waits.append(wait)
         else:
-            reasons.append(f"{upstream.name}: busy with trial requests")
+            reasons.append(f"{replica.name}: circuit breaker half-open, its trial requests are under way")
             waits.append(1.0)
     return RouteUnavailable(
         f"route {route.path} (model {route.model}) is unavailable: " + "; ".join(reasons),

@@ -9,9 +9,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from types import TracebackType
 from typing import Any
 
 _QUEUE_SIZE = 256
+
+
+class Subscription:
+    """One listener's queue, registered from the moment it is created.
+
+    Registration is synchronous on purpose: `/events` subscribes *before* it takes its opening snapshot,
+    so a change that happens while the snapshot is being sent is queued rather than lost between the two.
+    """
+
+    def __init__(self, bus: EventBus) -> None:
+        self._bus = bus
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUE_SIZE)
+        bus._subscribers.add(self.queue)
+
+    async def get(self) -> dict[str, Any]:
+        """The next event (waits until one is published)."""
+        return await self.queue.get()
+
+    def close(self) -> None:
+        """Stop receiving events. Idempotent."""
+        self._bus._subscribers.discard(self.queue)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 class EventBus:
@@ -28,15 +58,15 @@ class EventBus:
                 queue.get_nowait()
             queue.put_nowait(event)
 
+    def subscription(self) -> Subscription:
+        """A listener registered now; close it (or use it as a context manager) when done."""
+        return Subscription(self)
+
     async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
-        """Events from now on, until the caller stops iterating."""
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUE_SIZE)
-        self._subscribers.add(queue)
-        try:
+        """Events from the first iteration on, until the caller stops iterating."""
+        with self.subscription() as subscription:
             while True:
-                yield await queue.get()
-        finally:
-            self._subscribers.discard(queue)
+                yield await subscription.get()
 
     @property
     def subscriber_count(self) -> int:

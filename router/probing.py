@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Any
 
 from router.errors import RouterError
 from router.policies import HealthTracker
@@ -25,7 +26,10 @@ async def probe_once(key: HealthKey, tracker: HealthTracker) -> None:
     timeout = tracker.policy.timeout
     started = time.perf_counter()
     try:
-        await key.upstream.adapter.probe(key.model, key.endpoint, timeout)
+        # The adapter bounds its probe too; this bound is the prober's own, so a probe that hangs in an
+        # adapter's bug still counts as the failure it is instead of freezing the route's health.
+        async with asyncio.timeout(timeout):
+            await key.upstream.adapter.probe(key.model, key.endpoint, timeout)
     except TimeoutError:
         tracker.record_probe(False, time.perf_counter() - started, f"probe timed out after {timeout:g}s")
     except RouterError as error:
@@ -44,28 +48,28 @@ async def _loop(key: HealthKey, tracker: HealthTracker) -> None:
 
 
 class Prober:
-    """Owns the probe loops."""
+    """Owns the probe loops: exactly one per health question, however many routes ask it."""
 
     def __init__(self) -> None:
-        self._tasks: dict[int, tuple[asyncio.Task[None], HealthTracker]] = {}
+        self._tasks: dict[int, tuple[asyncio.Task[None], HealthKey, HealthTracker]] = {}
 
     def sync(self, checks: list[tuple[HealthKey, HealthTracker]]) -> None:
         """Run exactly one loop per current health question."""
         wanted = {id(tracker): (key, tracker) for key, tracker in checks}
-        for ident, (task, _) in list(self._tasks.items()):
+        for ident, (task, _, _) in list(self._tasks.items()):
             if ident not in wanted:
                 task.cancel()
                 del self._tasks[ident]
         for ident, (key, tracker) in wanted.items():
             if ident not in self._tasks:
                 task = asyncio.get_running_loop().create_task(
-                    _loop(key, tracker), name=f"probe:{key.upstream.name}"
+                    _loop(key, tracker), name=f"probe:{key.upstream.name}:{key.model or key.endpoint}"
                 )
-                self._tasks[ident] = (task, tracker)
+                self._tasks[ident] = (task, key, tracker)
 
     async def stop(self) -> None:
         """Stop every loop (shutdown)."""
-        tasks = [task for task, _ in self._tasks.values()]
+        tasks = [task for task, _, _ in self._tasks.values()]
         self._tasks.clear()
         for task in tasks:
             task.cancel()
@@ -77,3 +81,16 @@ class Prober:
     def running(self) -> int:
         """Number of probe loops (for /status and tests)."""
         return len(self._tasks)
+
+    def loops(self) -> list[dict[str, Any]]:
+        """What each loop asks, of whom, for which routes (for /debug)."""
+        return [
+            {
+                "upstream": key.upstream.name,
+                "model": key.model,
+                "endpoint": key.endpoint,
+                "routes": sorted(key.routes),
+                "running": not task.done(),
+            }
+            for task, key, _ in self._tasks.values()
+        ]

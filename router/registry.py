@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from router.config.models import HealthCheckPolicy, UpstreamConfig
 from router.events import EventBus
-from router.policies import CircuitBreaker, ConcurrencyLimiter, HealthTracker
+from router.policies import (
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+    ConcurrencyLimiter,
+    HealthState,
+    HealthTracker,
+    HealthTransition,
+)
 from router.upstreams import build_adapter
 from router.upstreams.base import UpstreamAdapter
 
 log = logging.getLogger("router.registry")
+
+_TIMER_SLACK = 0.005  # event-loop timers may fire a hair early; look just after the open period ends
 
 
 @dataclass(eq=False)
@@ -63,12 +72,7 @@ class Registry:
         key = config.identity()
         state = self._upstreams.get(key)
         if state is None or state.retired:
-            state = UpstreamState(
-                config=config,
-                adapter=build_adapter(config),
-                breaker=CircuitBreaker(config.circuit_breaker, on_transition=self._breaker_hook(config.name)),
-                limiter=ConcurrencyLimiter(config.max_concurrency, config.max_queue, config.queue_timeout),
-            )
+            state = self._new_upstream(config)
             self._upstreams[key] = state
             return state
         if state.config != config:
@@ -85,6 +89,18 @@ class Registry:
             state.config = config
         return state
 
+    def _new_upstream(self, config: UpstreamConfig) -> UpstreamState:
+        holder: list[UpstreamState] = []  # the breaker's hook needs the state the breaker goes into
+        breaker = CircuitBreaker(config.circuit_breaker, on_transition=self._breaker_hook(holder))
+        state = UpstreamState(
+            config=config,
+            adapter=build_adapter(config),
+            breaker=breaker,
+            limiter=ConcurrencyLimiter(config.max_concurrency, config.max_queue, config.queue_timeout),
+        )
+        holder.append(state)
+        return state
+
     def health(
         self, upstream: UpstreamState, model: str | None, policy: HealthCheckPolicy, route_path: str
     ) -> tuple[HealthKey, HealthTracker]:
@@ -97,7 +113,7 @@ class Registry:
             tracker = HealthTracker(policy, on_transition=self._health_hook(health_key))
             found = (health_key, tracker)
             self._health[key] = found
-        found[0].routes.add(route_path)
+        found[0].routes.add(route_path)  # `keep_only` trims it to the routes of the newest table
         found[1].policy = policy
         return found
 
@@ -105,10 +121,16 @@ class Registry:
         """Every health question currently asked, for the prober."""
         return list(self._health.values())
 
-    def keep_only(self, upstreams: Iterable[UpstreamState], health_keys: Iterable[HealthKey]) -> None:
-        """Forget what the new table no longer uses; retired pools close once their last request ends."""
+    def keep_only(
+        self, upstreams: Iterable[UpstreamState], health_routes: Mapping[HealthKey, Iterable[str]]
+    ) -> None:
+        """Forget what the new table no longer uses; retired pools close once their last request ends.
+
+        `health_routes` maps each health question the new table asks to the route paths asking it, so
+        logs and events name the routes of the table being served, not of every table since start-up.
+        """
         keep = {id(u) for u in upstreams}
-        keep_health = {id(k) for k in health_keys}
+        keep_health = {id(k) for k in health_routes}
         for key, state in list(self._upstreams.items()):
             if id(state) not in keep:
                 del self._upstreams[key]
@@ -118,6 +140,8 @@ class Registry:
         for key, (health_key, _) in list(self._health.items()):
             if id(health_key) not in keep_health:
                 del self._health[key]
+        for health_key, routes in health_routes.items():
+            health_key.routes = set(routes)
 
     def release(self, upstream: UpstreamState) -> None:
         """One request on `upstream` ended; closes a retired upstream's pool when it was the last."""
@@ -132,33 +156,71 @@ class Registry:
         self._upstreams.clear()
         self._health.clear()
 
-    def _breaker_hook(self, name: str) -> Any:
-        def on_transition(old: Any, new: Any, reason: str) -> None:
-            log.warning("breaker %s: %s -> %s (%s)", name, old, new, reason)
-            self.events.publish("breaker", upstream=name, old=str(old), new=str(new), reason=reason)
+    def _breaker_hook(self, holder: list[UpstreamState]) -> BreakerTransition:
+        def on_transition(old: BreakerState, new: BreakerState, reason: str) -> None:
+            state = holder[0]
+            level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+            log.log(level, "circuit breaker of upstream %s: %s -> %s (%s)", state.name, old, new, reason)
+            retry_after = round(state.breaker.retry_after(), 3)
+            self.events.publish(
+                "breaker",
+                upstream=state.name,
+                old=str(old),
+                new=str(new),
+                reason=reason,
+                retry_after=retry_after,
+            )
+            if new is BreakerState.OPEN:
+                _wake_when_open_ends(state.breaker)
 
         return on_transition
 
-    def _health_hook(self, key: HealthKey) -> Any:
-        def on_transition(old: Any, new: Any, reason: str) -> None:
+    def _health_hook(self, key: HealthKey) -> HealthTransition:
+        def on_transition(old: HealthState, new: HealthState, reason: str) -> None:
             routes = sorted(key.routes)
-            log.warning(
-                "health %s on %s (routes %s): %s -> %s (%s)",
-                key.model or key.endpoint,
-                key.upstream.name,
-                ",".join(routes),
+            upstream = key.upstream
+            what = f"model {key.model}" if key.model else f"endpoint {key.endpoint or '(default)'}"
+            level = logging.WARNING if new is HealthState.UNHEALTHY else logging.INFO
+            log.log(
+                level,
+                "health of route%s %s (%s on upstream %s): %s -> %s (%s)",
+                "s" if len(routes) > 1 else "",
+                ", ".join(routes),
+                what,
+                upstream.name,
                 old,
                 new,
                 reason,
             )
             self.events.publish(
                 "health",
-                upstream=key.upstream.name,
+                upstream=upstream.name,
                 model=key.model,
+                endpoint=key.endpoint,
                 routes=routes,
                 old=str(old),
                 new=str(new),
                 reason=reason,
             )
+            if old is HealthState.UNHEALTHY and new is HealthState.HEALTHY:
+                upstream.breaker.end_open_period(f"active health check passed again ({reason})")
 
         return on_transition
+
+
+def _wake_when_open_ends(breaker: CircuitBreaker) -> None:
+    """Look at an open breaker again when its open period ends, so `open -> half_open` is published then.
+
+    The breaker only changes state when observed; without this, `/events` would report half_open at the
+    next request rather than when it happened. Looking is harmless if it re-opened or closed meanwhile.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop (a unit test driving the registry by hand): nothing to schedule
+        return
+
+    def look() -> None:
+        if breaker.state is BreakerState.OPEN and breaker.retry_after() > 0:
+            loop.call_later(breaker.retry_after() + _TIMER_SLACK, look)
+
+    loop.call_later(breaker.retry_after() + _TIMER_SLACK, look)

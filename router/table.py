@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config.models import RouteConfig, RouterConfig
+from router.config.semantics import normalise_path
 from router.policies import HealthTracker, Replica
 from router.registry import HealthKey, Registry, UpstreamState
 from router.upstreams.base import Limits
@@ -23,10 +24,12 @@ class RouteReplica(Replica):
 
     __slots__ = ("health", "upstream")
 
-    def __init__(self, upstream: UpstreamState, weight: int, health: HealthTracker | None) -> None:
+    def __init__(self, name: str, upstream: UpstreamState, weight: int, health: HealthTracker | None) -> None:
+        # `name` is the upstream's name as this route lists it: two names with the same address share
+        # one UpstreamState (keyed by identity), so `upstream.name` may be the other one.
         self.upstream = upstream
         self.health = health
-        super().__init__(upstream.name, weight, self._is_available)
+        super().__init__(name, weight, self._is_available)
 
     def _is_available(self) -> bool:
         health = self.health
@@ -90,7 +93,7 @@ class RouteTable:
 def build_table(config: RouterConfig, registry: Registry) -> RouteTable:
     """Resolve a validated config against the registry (reusing pools, breakers and health)."""
     routes: list[Route] = []
-    health_keys: list[HealthKey] = []
+    health_routes: dict[HealthKey, list[str]] = {}
     for rc in config.routes:
         replicas = []
         for ref in rc.upstreams:
@@ -98,15 +101,25 @@ def build_table(config: RouterConfig, registry: Registry) -> RouteTable:
             tracker = None
             if rc.policy.health_check.enabled:
                 key, tracker = registry.health(upstream, rc.model, rc.policy.health_check, rc.path)
-                health_keys.append(key)
-            replicas.append(RouteReplica(upstream, ref.weight, tracker))
+                health_routes.setdefault(key, []).append(rc.path)
+            replicas.append(RouteReplica(ref.name, upstream, ref.weight, tracker))
         limits = Limits.of(rc.policy.timeout, rc.policy.connect_timeout)
         routes.append(Route(config=rc, replicas=tuple(replicas), limits=limits, options=dict(rc.options)))
-    by_path = {r.path: r for r in routes}
-    for route in routes:
-        route.fallbacks = tuple(
-            by_path[p] for p in route.config.fallbacks if p in by_path and p != route.path
-        )
-    table = RouteTable(config, tuple(routes), tuple(health_keys))
-    registry.keep_only(table.upstreams(), health_keys)
+    _link_fallbacks(routes)
+    table = RouteTable(config, tuple(routes), tuple(health_routes))
+    registry.keep_only(table.upstreams(), health_routes)
     return table
+
+
+def _link_fallbacks(routes: list[Route]) -> None:
+    """Resolve each route's `fallbacks` paths to routes, compared as the validator compares them.
+
+    The validator accepts `/chat/Other/` for a route at `/chat/other` (case and a trailing slash do not
+    make paths different), so an exact lookup here would silently drop a fallback the user was told is
+    fine.
+    """
+    by_path = {normalise_path(r.path): r for r in routes}
+    for route in routes:
+        own = normalise_path(route.path)
+        targets = (by_path.get(normalise_path(p)) for p in route.config.fallbacks)
+        route.fallbacks = tuple(t for t in targets if t is not None and normalise_path(t.path) != own)

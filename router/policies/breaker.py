@@ -165,6 +165,20 @@ class CircuitBreaker:
             trials_in_flight=self._trials,
         )
 
+    def end_open_period(self, reason: str) -> bool:
+        """Cut an open period short and admit trial calls now; True if the breaker was open.
+
+        For outside evidence that the upstream is back, like an active health check that went from
+        unhealthy to healthy (Envoy's `successful_active_health_check_uneject_host`): without it a
+        recovered model would keep answering 503 until `open_seconds` ran out. The breaker still wants a
+        trial call to succeed before it closes, so a probe that lies costs one failed request, not many.
+        """
+        if self._state is not _OPEN:
+            return False
+        self._open_until = self._clock()
+        self._transition(_HALF_OPEN, reason)
+        return True
+
     def reset(self, reason: str = "reset") -> None:
         """Force closed (admin action). Permits already out become stale."""
         self._failures = 0

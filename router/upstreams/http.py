@@ -8,8 +8,10 @@ section). Only this module and the adapters know about aiohttp.
 
 from __future__ import annotations
 
+import asyncio
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -23,10 +25,23 @@ from router.upstreams.errors import (
     UpstreamError,
     UpstreamReset,
     UpstreamStatus,
+    UpstreamTimeout,
     from_client_exception,
 )
 
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+@asynccontextmanager
+async def deadline(seconds: float, url: str) -> AsyncIterator[None]:
+    """The route's `timeout` for one attempt; running out of it is an UpstreamTimeout (504)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"upstream at {url} did not start answering within {seconds:g}s (the route's timeout)"
+        ) from None
 
 
 def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:

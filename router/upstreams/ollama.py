@@ -16,7 +16,7 @@ from router.upstreams.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from router.upstreams.http import LineStream, decode_json, get, post_json, read_json
+from router.upstreams.http import LineStream, deadline, decode_json, get, post_json, read_json
 
 
 class OllamaAdapter(UpstreamAdapter):
@@ -33,7 +33,7 @@ class OllamaAdapter(UpstreamAdapter):
         return ollama_mapping.chat_request(call.body, call.model, call.max_tokens, call.options, stream)
 
     async def complete(self, call: ChatCall, limits: Limits) -> bytes:
-        async with asyncio.timeout(limits.timeout):
+        async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
                 self.session, self.chat_url, self._request(call, False), limits, call.request_id
             )
@@ -47,7 +47,7 @@ class OllamaAdapter(UpstreamAdapter):
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         stream: OllamaStream | None = None
         try:
-            async with asyncio.timeout(limits.timeout):
+            async with deadline(limits.timeout, self.chat_url):
                 response = await post_json(
                     self.session, self.chat_url, self._request(call, True), limits, call.request_id
                 )

@@ -16,7 +16,7 @@ import aiohttp
 from router.config.models import UpstreamConfig
 from router.upstreams.base import ChatCall, EventStream, Limits, UpstreamAdapter
 from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
-from router.upstreams.http import LineStream, decode_json, get, post_json
+from router.upstreams.http import LineStream, deadline, decode_json, get, post_json
 
 ROUTER_ONLY_FIELDS = ("session_id",)
 
@@ -41,7 +41,7 @@ class OpenAIAdapter(UpstreamAdapter):
         return body
 
     async def complete(self, call: ChatCall, limits: Limits) -> bytes:
-        async with asyncio.timeout(limits.timeout):
+        async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
                 self.session, self.chat_url, self._request(call), limits, call.request_id
             )
@@ -63,7 +63,7 @@ class OpenAIAdapter(UpstreamAdapter):
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         stream: OpenAIStream | None = None
         try:
-            async with asyncio.timeout(limits.timeout):
+            async with deadline(limits.timeout, self.chat_url):
                 response = await post_json(
                     self.session, self.chat_url, self._request(call), limits, call.request_id
                 )

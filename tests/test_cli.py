@@ -1,0 +1,104 @@
+"""`router serve` and `router routes` as a user runs them: real processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.fakes import FakeOpenAI
+from tests.support.router_server import table
+
+ROUTER = [sys.executable, "-m", "router"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_refuses_an_invalid_table_with_located_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "routes.yaml"
+    bad.write_text(
+        "version: 1\nupstreams:\n  a: {type: ollama, base_url: 'http://127.0.0.1:9'}\n"
+        "routes:\n  - path: /chat/x\n    model: m\n    upstream: nowhere\n"
+    )
+    result = subprocess.run(
+        [*ROUTER, "serve", "--config", str(bad)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert f"{bad}:7:15:" in result.stderr and "nowhere" in result.stderr
+    assert "did not start" in result.stderr
+
+
+def test_serve_with_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*ROUTER, "serve", "--config", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+
+
+def test_serve_answers_on_the_port_given_and_stops_on_sigterm(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        table(
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [*ROUTER, "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "router serve did not come up"
+                time.sleep(0.05)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/chat/local", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert answer.status_code == 200
+        assert answer.json()["choices"][0]["message"]["content"] == "tok0 tok1 tok2 tok3 tok4"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after a graceful shutdown, so the exit status names it.
+        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert process.stdout is not None
+        assert b"Application shutdown complete" in process.stdout.read()
+
+
+def test_routes_prints_the_table(tmp_path: Path) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        table(
+            {"a": {"type": "ollama", "base_url": "http://127.0.0.1:9"}},
+            [{"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "a", "timeout": 7}],
+        )
+    )
+    result = subprocess.run(
+        [*ROUTER, "routes", "--config", str(config)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    header, row = result.stdout.splitlines()
+    assert header.split()[:4] == ["PATH", "NAME", "MODEL", "UPSTREAMS"]
+    assert row.split()[:5] == ["/chat/qwen3", "qwen3", "qwen3:32b", "a", "7s"]
