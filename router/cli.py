@@ -1,4 +1,4 @@
-"""`router serve | validate | routes`: the command line.
+"""`router serve | validate | routes | diff`: the command line.
 
 `serve` refuses to start on an invalid table and prints the very lines `validate` would, so a broken
 deployment fails loudly at once instead of serving half a table.
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from router.config import ConfigError, RouterConfig, load_config
+from router.config.diff import diff_configs
 from router.config.validate_cli import DEFAULT_FILE, validate_files
 
 
@@ -31,7 +32,7 @@ def _serve(args: argparse.Namespace) -> int:
     from router.server import serve  # the server stack is only imported when serving
 
     config = _load_or_exit(args.config)
-    serve(config, host=args.host, port=args.port)
+    serve(config, args.config, host=args.host, port=args.port, watch=not args.no_watch)
     return 0
 
 
@@ -60,6 +61,13 @@ def _routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    old, new = _load_or_exit(args.old), _load_or_exit(args.new)
+    lines = diff_configs(old, new)
+    print("\n".join(lines) if lines else "no change")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (public so the docs and tests can inspect it)."""
     top = argparse.ArgumentParser(prog="router", description="An LLM gateway driven by one routing table.")
@@ -69,6 +77,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=DEFAULT_FILE, help="routing table (default: ./routes.yaml)")
     serve.add_argument("--host", help="listen address (overrides server.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    serve.add_argument(
+        "--no-watch",
+        action="store_true",
+        help="do not reload when the file changes (SIGHUP and POST /admin/reload still do)",
+    )
     serve.set_defaults(run=_serve)
 
     validate = commands.add_parser(
@@ -80,6 +93,11 @@ def parser() -> argparse.ArgumentParser:
     routes = commands.add_parser("routes", help="print the routing table")
     routes.add_argument("--config", default=DEFAULT_FILE)
     routes.set_defaults(run=_routes)
+
+    diff = commands.add_parser("diff", help="print what a reload from OLD to NEW would change")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.set_defaults(run=_diff)
     return top
 
 

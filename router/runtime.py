@@ -15,6 +15,7 @@ from typing import Any
 
 from litestar import Litestar
 
+from router.api.admin import admin_handlers
 from router.api.middleware import RequestIdMiddleware
 from router.api.status import status_handlers
 from router.app import create_app
@@ -22,6 +23,7 @@ from router.config import RouterConfig
 from router.events import EventBus
 from router.probing import Prober
 from router.registry import Registry
+from router.reload import Reloader
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -39,8 +41,11 @@ class Loaded:
 class Runtime:
     """Process-wide state and the ASGI entry point."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, config_path: str | None = None, watch: bool = True) -> None:
         self.initial_config = config
+        self.config_path = config_path
+        self.watch = watch
+        self.reloader: Reloader | None = None
         self.events = EventBus()
         self.registry = Registry(self.events)
         self.prober = Prober()
@@ -53,6 +58,15 @@ class Runtime:
             "last_reload_error": None,
         }
 
+    def record_reload(self, ok: bool, sha256: str, error: str | None) -> None:
+        """Remember how the last reload went, for /status and metrics."""
+        self.last_reload = {
+            "last_reload_ok": ok,
+            "last_reload_at": time.time(),
+            "last_reload_error": error,
+            "last_reload_sha256": sha256,
+        }
+
     def reload_status(self) -> dict[str, Any]:
         """How the last reload went (Prometheus' config_last_reload_successful, as data)."""
         return dict(self.last_reload)
@@ -60,7 +74,7 @@ class Runtime:
     def apply(self, config: RouterConfig) -> Loaded:
         """Build the table and app for `config` and make them current (call inside the event loop)."""
         table = build_table(config, self.registry)
-        app = create_app(table, self.registry, status_handlers(self))
+        app = create_app(table, self.registry, [*status_handlers(self), *admin_handlers(self)])
         loaded = Loaded(table=table, app=app, loaded_at=time.time())
         self.current = loaded
         self.prober.sync(self.registry.health_checks())
@@ -70,11 +84,16 @@ class Runtime:
         return loaded
 
     async def startup(self) -> None:
-        """Open pools and start probing for the initial table."""
+        """Open pools, start probing for the initial table, and watch the file for changes."""
         self.apply(self.initial_config)
+        if self.config_path is not None:
+            self.reloader = Reloader(self, self.config_path)
+            self.reloader.start(watch=self.watch)
 
     async def shutdown(self) -> None:
-        """Stop probing and close every pool."""
+        """Stop watching and probing, and close every pool."""
+        if self.reloader is not None:
+            await self.reloader.stop()
         await self.prober.stop()
         await self.registry.close()
 

@@ -26,9 +26,15 @@ def uvicorn_config(runtime: Runtime, host: str, port: int, log_level: str = "inf
     )
 
 
-def serve(config: RouterConfig, host: str | None = None, port: int | None = None) -> None:
-    """Serve `config` until interrupted."""
+def serve(
+    config: RouterConfig,
+    config_path: str | None,
+    host: str | None = None,
+    port: int | None = None,
+    watch: bool = True,
+) -> None:
+    """Serve `config` until interrupted, reloading it when `config_path` changes."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime(config)
+    runtime = Runtime(config, config_path, watch=watch)
     server = uvicorn.Server(uvicorn_config(runtime, host or config.server.host, port or config.server.port))
     server.run()

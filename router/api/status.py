@@ -8,7 +8,6 @@ health, breaker and reload event as it happens, so an open page learns "qwen3 is
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ def replica_status(replica: RouteReplica) -> dict[str, Any]:
     breaker = upstream.breaker.snapshot()
     health = replica.health.snapshot() if replica.health else None
     return {
-        "upstream": upstream.name,
+        "upstream": replica.name,
         "type": upstream.config.type,
         "base_url": upstream.config.base_url,
         "weight": replica.weight,
@@ -52,7 +51,8 @@ def replica_status(replica: RouteReplica) -> dict[str, Any]:
         "breaker": {
             "state": str(breaker.state),
             "consecutive_failures": breaker.consecutive_failures,
-            "retry_after": round(breaker.retry_after, 3),
+            "retry_after": round(breaker.retry_after, 3),  # seconds left in the open period
+            "trials_in_flight": breaker.trials_in_flight,
         },
         "in_flight": replica.in_flight,
         "upstream_in_flight": upstream.limiter.in_flight,
@@ -85,6 +85,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
     config = loaded.table.config
     return {
         "config": {
+            "version": config.version,
             "source": config.source,
             "sha256": config.sha256,
             "loaded_at": loaded.loaded_at,
@@ -95,35 +96,46 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def status_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
-    """`/status` (and its alias `/debug`) and `/events`."""
+def debug_snapshot(runtime: Runtime) -> dict[str, Any]:
+    """`/status` plus the machinery behind it: the shared probe loops and who listens to `/events`."""
+    return {
+        **snapshot(runtime),
+        "probe_loops": runtime.prober.loops(),
+        "event_subscribers": runtime.events.subscriber_count,
+    }
 
-    @get(["/status", "/debug"], tags=["ops"], summary="Routes, health, breakers, load")
+
+def status_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
+    """`/status`, `/debug` (the same and more) and `/events`."""
+
+    @get("/status", operation_id="status", tags=["ops"], summary="Routes, health, breakers, load")
     async def status() -> ASGIApp:
         return ASGIResponse(body=msgspec.json.encode(snapshot(runtime)), media_type="application/json")
+
+    @get("/debug", operation_id="debug", tags=["ops"], summary="/status plus probe loops and listeners")
+    async def debug() -> ASGIApp:
+        return ASGIResponse(body=msgspec.json.encode(debug_snapshot(runtime)), media_type="application/json")
 
     @get("/events", operation_id="events", tags=["ops"], summary="Server-Sent Events of state changes")
     async def events() -> ASGIApp:
         return SSEStreamBody(_event_stream(runtime), headers=SSE_HEADERS)
 
-    return [status, events]
+    return [status, debug, events]
 
 
 async def _event_stream(runtime: Runtime) -> AsyncGenerator[bytes, None]:
-    yield _sse("snapshot", snapshot(runtime))
-    subscription = aiter(runtime.events.subscribe())
-    try:
+    # Subscribe before the snapshot: a change made while the snapshot is on its way is then sent after
+    # it, instead of falling between the two and leaving the page with a stale state.
+    with runtime.events.subscription() as subscription:
+        yield _sse("snapshot", snapshot(runtime))
         while True:
             try:
                 async with asyncio.timeout(_EVENTS_HEARTBEAT):
-                    event = await anext(subscription)
+                    event = await subscription.get()
             except TimeoutError:
                 yield KEEPALIVE
                 continue
             yield _sse(event["type"], event)
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.aclose()  # type: ignore[attr-defined]
 
 
 def _sse(kind: str, data: Any) -> bytes:

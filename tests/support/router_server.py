@@ -26,9 +26,9 @@ T = TypeVar("T")
 class RunningRouter:
     """A router serving `config` on 127.0.0.1 at a free port until `stop()`."""
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, config_path: str | None = None) -> None:
         self.config = config
-        self.runtime = Runtime(config)
+        self.runtime = Runtime(config, config_path)
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", 0))
@@ -45,6 +45,13 @@ class RunningRouter:
     def from_yaml(cls, text: str, env: dict[str, str] | None = None) -> RunningRouter:
         """Build from routing-table text (validated exactly as `router serve` would)."""
         return cls(load_config_text(text, "test-routes.yaml", env=env or {}))
+
+    @classmethod
+    def from_file(cls, path: str) -> RunningRouter:
+        """Serve a table file and reload it when it changes, exactly as `router serve --config` does."""
+        from router.config import load_config
+
+        return cls(load_config(path), path)
 
     def _run(self) -> None:
         import uvloop
