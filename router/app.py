@@ -22,12 +22,10 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from router import __version__
-from router.api.chat import answer
+from router.api.chat import ChatServices, handle_chat
 from router.api.errors import EXCEPTION_HANDLERS
-from router.api.middleware import request_id_of
-from router.api.request import ChatRequest, parse_chat_request
+from router.api.request import ChatRequest
 from router.errors import InvalidRequest, NotFound
-from router.registry import Registry
 from router.table import Route, RouteTable
 
 _CHAT_RESPONSES_DOC = (
@@ -70,12 +68,14 @@ def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
 
-def route_handler(route: Route, registry: Registry) -> HTTPRouteHandler:
+def route_handler(route: Route, services: ChatServices) -> HTTPRouteHandler:
     """The POST handler serving one table entry."""
 
+    def this_route(_: ChatRequest) -> Route:
+        return route
+
     async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
-        parsed, body = parse_chat_request(await request.body())
-        return await answer(route, parsed, body, request_id_of(request.scope), registry)
+        return await handle_chat(request, services, this_route)
 
     upstreams = ", ".join(r.upstream.name for r in route.replicas)
     return post(
@@ -90,7 +90,7 @@ def route_handler(route: Route, registry: Registry) -> HTTPRouteHandler:
     )(chat)
 
 
-def openai_handlers(table: RouteTable, registry: Registry) -> list[HTTPRouteHandler]:
+def openai_handlers(table: RouteTable, services: ChatServices) -> list[HTTPRouteHandler]:
     """`/v1/chat/completions` (a route chosen by `model`) and `/v1/models`, for unmodified OpenAI clients."""
     created = int(time.time())
     models = {
@@ -110,16 +110,7 @@ def openai_handlers(table: RouteTable, registry: Registry) -> list[HTTPRouteHand
     }
     models_body = msgspec.json.encode(models)
 
-    @post(
-        "/v1/chat/completions",
-        operation_id="chat_completions",
-        tags=["openai"],
-        operation_class=ChatOperation,
-        summary="OpenAI-compatible chat; `model` names a route (its name or its model)",
-        status_code=200,
-    )
-    async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
-        parsed, body = parse_chat_request(await request.body())
+    def by_model(parsed: ChatRequest) -> Route:
         if not parsed.model:
             raise InvalidRequest(
                 "`model` is required here: give a route name; GET /v1/models lists them", param="model"
@@ -129,7 +120,18 @@ def openai_handlers(table: RouteTable, registry: Registry) -> list[HTTPRouteHand
             raise NotFound(
                 f"no route or model named {parsed.model!r}; GET /v1/models lists them", param="model"
             )
-        return await answer(route, parsed, body, request_id_of(request.scope), registry)
+        return route
+
+    @post(
+        "/v1/chat/completions",
+        operation_id="chat_completions",
+        tags=["openai"],
+        operation_class=ChatOperation,
+        summary="OpenAI-compatible chat; `model` names a route (its name or its model)",
+        status_code=200,
+    )
+    async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
+        return await handle_chat(request, services, by_model)
 
     @get("/v1/models", operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
     async def list_models() -> ASGIApp:
@@ -158,10 +160,10 @@ def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
     return [healthz, readyz]
 
 
-def create_app(table: RouteTable, registry: Registry, extra_handlers: Sequence[Any] = ()) -> Litestar:
+def create_app(table: RouteTable, services: ChatServices, extra_handlers: Sequence[Any] = ()) -> Litestar:
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin)."""
-    handlers: list[Any] = [route_handler(route, registry) for route in table.routes]
-    handlers += openai_handlers(table, registry)
+    handlers: list[Any] = [route_handler(route, services) for route in table.routes]
+    handlers += openai_handlers(table, services)
     handlers += probe_handlers(table)
     handlers += list(extra_handlers)
     return Litestar(

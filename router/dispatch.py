@@ -63,7 +63,9 @@ class Lease:
         self.registry.release(self.replica.upstream)
 
 
-def bind(route: Route, request: ChatRequest, body: dict[str, Any], request_id: str) -> ChatCall:
+def bind(
+    route: Route, request: ChatRequest, body: dict[str, Any], request_id: str, collect_text: bool = False
+) -> ChatCall:
     """The request as this route will send it: its model, its options, its token cap."""
     requested = request.max_completion_tokens or request.max_tokens
     options = request.stream_options
@@ -75,6 +77,7 @@ def bind(route: Route, request: ChatRequest, body: dict[str, Any], request_id: s
         include_usage=bool(options and options.include_usage),
         options=route.options,
         request_id=request_id,
+        collect_text=collect_text,
     )
 
 
@@ -85,12 +88,13 @@ async def dispatch(
     request_id: str,
     registry: Registry,
     attempt: Attempt[T],
+    collect_text: bool = False,
 ) -> tuple[T, Lease]:
     """Run `attempt` on the best replica of `route` or of its fallbacks; raise the most telling error."""
     last_error: RouterError | None = None
     retries = 0
     for candidate in route.candidates():
-        call = bind(candidate, request, body, request_id)
+        call = bind(candidate, request, body, request_id, collect_text)
         policy = candidate.config.policy
         delays = backoff_delays(policy.max_retries, policy.retry_backoff, policy.retry_backoff_max)
         tried: list[str] = []

@@ -16,14 +16,17 @@ from typing import Any
 from litestar import Litestar
 
 from router.api.admin import admin_handlers
+from router.api.chat import ChatServices, Sessions
 from router.api.middleware import RequestIdMiddleware
 from router.api.status import status_handlers
 from router.app import create_app
 from router.config import RouterConfig
 from router.events import EventBus
+from router.observability import Observer
 from router.probing import Prober
 from router.registry import Registry
 from router.reload import Reloader
+from router.security import build_access
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -49,6 +52,8 @@ class Runtime:
         self.events = EventBus()
         self.registry = Registry(self.events)
         self.prober = Prober()
+        self.observer: Observer = Observer()
+        self.sessions: Sessions | None = None
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -74,7 +79,13 @@ class Runtime:
     def apply(self, config: RouterConfig) -> Loaded:
         """Build the table and app for `config` and make them current (call inside the event loop)."""
         table = build_table(config, self.registry)
-        app = create_app(table, self.registry, [*status_handlers(self), *admin_handlers(self)])
+        services = ChatServices(
+            registry=self.registry,
+            observer=self.observer,
+            access=build_access(config),
+            sessions=self.sessions,
+        )
+        app = create_app(table, services, [*status_handlers(self), *admin_handlers(self)])
         loaded = Loaded(table=table, app=app, loaded_at=time.time())
         self.current = loaded
         self.prober.sync(self.registry.health_checks())

@@ -198,13 +198,15 @@ def test_zero_loss_under_load_while_the_file_is_rewritten(
     failures = {k: v for k, v in outcomes.items() if k != "ok"}
     assert outcomes["ok"] > 50
     assert failures == {}
-    # the last version written (29) was invalid: it is reported, and version 28's table is served
+    # the last version written (29) was invalid: it is reported, and a valid version is served (bursts of
+    # writes inside the debounce window coalesce, so which valid one is not fixed)
     deadline = time.monotonic() + 2
     while router.sync(router.runtime.reload_status)["last_reload_ok"]:
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert httpx.post(router.url + "/chat/v27", json=HELLO).status_code == 404
-    assert router.sync(lambda: router.runtime.current.table.config.routes[0].policy.timeout) == 5 + 28  # type: ignore[union-attr]
+    served = router.sync(lambda: router.runtime.current.table.config.routes[0].policy.timeout)  # type: ignore[union-attr]
+    assert int(served) - 5 in {v for v in range(30) if v % 3 != 2}
+    assert httpx.post(router.url + "/chat/a", json=HELLO).status_code == 200
 
 
 def test_sighup_reloads_a_served_file(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

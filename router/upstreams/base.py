@@ -51,15 +51,44 @@ class ChatCall:
     include_usage: bool
     options: Mapping[str, Any]
     request_id: str
+    collect_text: bool = False  # keep the answer's text (server-side sessions need it)
 
 
 @dataclass(slots=True)
-class StreamStats:
-    """What a finished stream reported, for logs and metrics."""
+class AnswerStats:
+    """What an answer reported about itself, for logs, metrics and sessions.
+
+    `text` collects the answer's content pieces only when the call asked for it (`collect_text`), so the
+    hot path does not pay for it otherwise.
+    """
 
     finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    text: list[str] | None = None
+
+    def take_usage(self, usage: Any) -> None:
+        """Read an OpenAI `usage` object, if it is one."""
+        if isinstance(usage, dict):
+            self.prompt_tokens = usage.get("prompt_tokens")
+            self.completion_tokens = usage.get("completion_tokens")
+
+    def take_choice(self, choice: Any, field: str) -> None:
+        """Read one OpenAI choice (`field` is "message" for whole answers, "delta" for chunks)."""
+        if not isinstance(choice, dict):
+            return
+        if choice.get("finish_reason"):
+            self.finish_reason = choice["finish_reason"]
+        if self.text is not None:
+            part = choice.get(field)
+            content = part.get("content") if isinstance(part, dict) else None
+            if isinstance(content, str):
+                self.text.append(content)
+
+
+def new_stats(call: ChatCall) -> AnswerStats:
+    """Empty stats for a call, collecting text only when asked."""
+    return AnswerStats(text=[] if call.collect_text else None)
 
 
 class EventStream(ABC):
@@ -70,7 +99,7 @@ class EventStream(ABC):
     end marker raises instead: a truncated answer must never look like a complete one.
     """
 
-    stats: StreamStats
+    stats: AnswerStats
 
     @abstractmethod
     async def read(self) -> list[bytes] | None:
@@ -90,8 +119,8 @@ class UpstreamAdapter(ABC):
         self.session = session
 
     @abstractmethod
-    async def complete(self, call: ChatCall, limits: Limits) -> bytes:
-        """A whole `chat.completion` JSON document for a non-streaming call."""
+    async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        """A whole `chat.completion` JSON document for a non-streaming call, and what it reported."""
 
     @abstractmethod
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:

@@ -19,7 +19,7 @@ import msgspec
 
 from router.config.models import UpstreamConfig
 from router.policies.retry import retry_after_from_headers
-from router.upstreams.base import EventStream, Limits, StreamStats
+from router.upstreams.base import AnswerStats, EventStream, Limits
 from router.upstreams.errors import (
     BadUpstreamResponse,
     UpstreamError,
@@ -92,6 +92,9 @@ async def status_error(response: aiohttp.ClientResponse, url: str) -> UpstreamEr
     except (TimeoutError, aiohttp.ClientError) as exc:
         return from_client_exception(exc, url)
     message = upstream_message(raw, response.content_type)
+    if _is_html(raw, response.content_type):
+        # Not the model server's own error: a proxy or web server answered in its place.
+        return BadUpstreamResponse(f"upstream at {url} answered HTTP {response.status} with {message}")
     retry_after = retry_after_from_headers(response.headers)
     return UpstreamStatus(
         f"upstream at {url} answered HTTP {response.status}: {message}",
@@ -100,9 +103,13 @@ async def status_error(response: aiohttp.ClientResponse, url: str) -> UpstreamEr
     )
 
 
+def _is_html(raw: bytes, content_type: str) -> bool:
+    return "html" in content_type or raw.lstrip()[:1] == b"<"
+
+
 def upstream_message(raw: bytes, content_type: str) -> str:
     """The human message inside an upstream error body, whatever its dialect."""
-    if "html" in content_type or raw.lstrip()[:1] == b"<":
+    if _is_html(raw, content_type):
         return "an HTML error page (is a proxy or a web server answering instead of the model server?)"
     try:
         data = msgspec.json.decode(raw)
@@ -191,11 +198,11 @@ class LineStream(EventStream):
     the line cutting, and refuses an answer that stops before its end marker.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, url: str, stats: AnswerStats) -> None:
         self.response = response
         self.url = url
         self.lines = LineSplitter()
-        self.stats = StreamStats()
+        self.stats = stats
         self.done = False
 
     @abstractmethod

@@ -10,7 +10,7 @@ import msgspec
 
 from router.config.models import UpstreamConfig
 from router.upstreams import ollama_mapping
-from router.upstreams.base import ChatCall, EventStream, Limits, UpstreamAdapter
+from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
 from router.upstreams.errors import (
     BadUpstreamResponse,
     UpstreamError,
@@ -32,7 +32,7 @@ class OllamaAdapter(UpstreamAdapter):
     def _request(self, call: ChatCall, stream: bool) -> dict[str, Any]:
         return ollama_mapping.chat_request(call.body, call.model, call.max_tokens, call.options, stream)
 
-    async def complete(self, call: ChatCall, limits: Limits) -> bytes:
+    async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
                 self.session, self.chat_url, self._request(call, False), limits, call.request_id
@@ -42,7 +42,11 @@ class OllamaAdapter(UpstreamAdapter):
             if isinstance(answer, dict) and "error" in answer:
                 raise UpstreamStatus(f"ollama at {self.root}: {answer['error']}", status=500)
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
-        return msgspec.json.encode(ollama_mapping.completion(answer, call.model, call.request_id))
+        stats = new_stats(call)
+        record_final_line(stats, answer)
+        if stats.text is not None:
+            stats.text.append((answer.get("message") or {}).get("content") or "")
+        return msgspec.json.encode(ollama_mapping.completion(answer, call.model, call.request_id)), stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         stream: OllamaStream | None = None
@@ -83,7 +87,7 @@ class OllamaStream(LineStream):
     """One NDJSON answer being relayed; ends cleanly only on a line with `done: true`."""
 
     def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall) -> None:
-        super().__init__(response, url)
+        super().__init__(response, url, new_stats(call))
         self.mapper = ollama_mapping.ChunkMapper(call.model, call.request_id, call.include_usage)
 
     def translate(self, raw: bytes) -> list[bytes]:
@@ -99,10 +103,17 @@ class OllamaStream(LineStream):
             raise BadUpstreamResponse(f"ollama at {self.url} sent a stream line that is not an object")
         if "error" in line:
             raise UpstreamStatus(f"ollama at {self.url} failed mid-answer: {line['error']}", status=500)
+        if self.stats.text is not None:
+            self.stats.text.append((line.get("message") or {}).get("content") or "")
         if line.get("done"):
             self.done = True
-            self.stats.finish_reason = ollama_mapping.finish_reason(line)
-            counts = ollama_mapping.usage(line)
-            self.stats.prompt_tokens = counts["prompt_tokens"]
-            self.stats.completion_tokens = counts["completion_tokens"]
+            record_final_line(self.stats, line)
         return self.mapper.chunks(line)
+
+
+def record_final_line(stats: AnswerStats, line: dict[str, Any]) -> None:
+    """Ollama's last line carries the finish reason and the token counts."""
+    stats.finish_reason = ollama_mapping.finish_reason(line)
+    counts = ollama_mapping.usage(line)
+    stats.prompt_tokens = counts["prompt_tokens"]
+    stats.completion_tokens = counts["completion_tokens"]

@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from router.config.models import UpstreamConfig
-from router.upstreams.base import ChatCall, EventStream, Limits, UpstreamAdapter
+from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
 from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
 from router.upstreams.http import LineStream, deadline, decode_json, get, post_json
 
@@ -40,7 +40,7 @@ class OpenAIAdapter(UpstreamAdapter):
                 body["max_completion_tokens"] = call.max_tokens
         return body
 
-    async def complete(self, call: ChatCall, limits: Limits) -> bytes:
+    async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
                 self.session, self.chat_url, self._request(call), limits, call.request_id
@@ -58,7 +58,11 @@ class OpenAIAdapter(UpstreamAdapter):
             raise BadUpstreamResponse(
                 f"upstream at {self.chat_url} answered JSON that is not a chat completion"
             )
-        return raw
+        stats = new_stats(call)
+        stats.take_usage(answer.get("usage"))
+        for choice in answer["choices"]:
+            stats.take_choice(choice, "message")
+        return raw, stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         stream: OpenAIStream | None = None
@@ -74,7 +78,7 @@ class OpenAIAdapter(UpstreamAdapter):
                     raise BadUpstreamResponse(
                         f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
                     )
-                stream = OpenAIStream(response, self.chat_url)
+                stream = OpenAIStream(response, self.chat_url, new_stats(call))
                 first = await stream.read_first()
         except BaseException:
             if stream is not None:
@@ -124,10 +128,6 @@ class OpenAIStream(LineStream):
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else error
             raise UpstreamStatus(f"upstream at {self.url} failed mid-answer: {message}", status=500)
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.stats.prompt_tokens = usage.get("prompt_tokens")
-            self.stats.completion_tokens = usage.get("completion_tokens")
+        self.stats.take_usage(chunk.get("usage"))
         for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("finish_reason"):
-                self.stats.finish_reason = choice["finish_reason"]
+            self.stats.take_choice(choice, "delta")

@@ -50,13 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         loop_factory=_loop_factory(),
     )
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Installed explicitly: a shell starting us in the background (`&`) sets SIGINT to "ignore".
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     with fake:
         print(f"fake {args.kind} listening on {fake.base_url}", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
     return 0
 

@@ -212,10 +212,9 @@ def wait_for(predicate: Callable[[], T], timeout: float = 5.0, *, interval: floa
         time.sleep(interval)
 
 
-# ASYNC109 is silenced: the twin of wait_for keeps its signature on purpose.
 async def async_wait_for(
     predicate: Callable[[], T],
-    timeout: float = 5.0,  # noqa: ASYNC109
+    timeout: float = 5.0,
     *,
     interval: float = 0.01,
 ) -> T:
@@ -425,7 +424,7 @@ class FakeUpstream:
     def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
         return wait_for(predicate, timeout)
 
-    async def async_wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:  # noqa: ASYNC109
+    async def async_wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
         return await async_wait_for(predicate, timeout)
 
     # ---- lifecycle ------------------------------------------------------------------------------

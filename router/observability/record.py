@@ -1,0 +1,80 @@
+"""One request's facts, filled in along the request path and reported once, when the request ends.
+
+A streamed answer ends long after its handler returned, so the record travels with the answer and is
+finished by whoever sees the end: the handler for whole answers and errors, the streaming relay for
+streams. Label values for metrics come from the route table (path, model, upstream), never from client
+input, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from router.errors import Overloaded, RouterError, RouteUnavailable
+from router.upstreams.errors import UpstreamError, UpstreamStalled, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from router.observability.observer import Observer
+
+
+def outcome_of(error: BaseException | None) -> str:
+    """The outcome label for how a request ended."""
+    if error is None:
+        return "ok"
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "client_cancelled"
+    if isinstance(error, UpstreamTimeout | UpstreamStalled):
+        return "timeout"
+    if isinstance(error, RouteUnavailable | Overloaded):
+        return "rejected"
+    if isinstance(error, UpstreamError):
+        return "upstream_error" if error.upstream_fault else "upstream_refused"
+    if isinstance(error, RouterError):
+        return "rejected" if error.status in (401, 403, 429) else "invalid_request"
+    return "internal_error"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Facts about one chat request (times are `time.perf_counter()` seconds)."""
+
+    request_id: str
+    observer: Observer
+    started: float = field(default_factory=time.perf_counter)
+    route: str = "-"
+    model: str = "-"
+    upstream: str = "-"
+    principal: str | None = None
+    stream: bool = False
+    status: int = 0
+    outcome: str = ""
+    retries: int = 0
+    first_token_at: float | None = None
+    ended_at: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds from arrival to the end of the answer."""
+        return (self.ended_at or time.perf_counter()) - self.started
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from arrival to the first token (streams only)."""
+        return None if self.first_token_at is None else self.first_token_at - self.started
+
+    def finish(self, status: int, error: BaseException | None) -> None:
+        """Close the record and report it; later calls are ignored."""
+        if self.ended_at is not None:
+            return
+        self.ended_at = time.perf_counter()
+        self.status = status
+        self.outcome = outcome_of(error)
+        if isinstance(error, RouterError):
+            self.error = error.message
+        self.observer.request_finished(self)
