@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,14 +67,17 @@ async def post_json(
     Error statuses become `UpstreamStatus` with the upstream's own message; connection failures become
     the matching `UpstreamError`. The caller owns the returned response and must release or close it.
     """
-    body = msgspec.json.encode(payload)
+    headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+    return await _send(
+        session.post(url, data=msgspec.json.encode(payload), headers=headers, timeout=limits.client_timeout),
+        url,
+    )
+
+
+async def _send(request: Any, url: str) -> aiohttp.ClientResponse:
+    """Await an aiohttp request; connection failures and error statuses become UpstreamErrors."""
     try:
-        response = await session.post(
-            url,
-            data=body,
-            headers={"Content-Type": "application/json", "X-Request-ID": request_id},
-            timeout=limits.client_timeout,
-        )
+        response: aiohttp.ClientResponse = await request
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise from_client_exception(exc, url) from exc
     if response.status >= 400:
@@ -176,15 +179,7 @@ async def read_some(response: aiohttp.ClientResponse, url: str) -> bytes:
 
 async def get(session: aiohttp.ClientSession, url: str, want_json: bool) -> Any:
     """GET for probes: raises unless the status is a success; the JSON body when asked for."""
-    try:
-        response = await session.get(url)
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise from_client_exception(exc, url) from exc
-    if response.status >= 400:
-        try:
-            raise await status_error(response, url)
-        finally:
-            response.release()
+    response = await _send(session.get(url), url)
     if not want_json:
         response.release()
         return None
@@ -240,3 +235,19 @@ class LineStream(EventStream):
             self.response.release()
         else:
             self.response.close()  # not back to the pool: closing is what stops the generation upstream
+
+
+async def open_line_stream(
+    limits: Limits, url: str, start: Callable[[], Awaitable[LineStream]]
+) -> tuple[LineStream, list[bytes]]:
+    """Start a stream and read its first payloads within the route's timeout; close it on any failure."""
+    stream: LineStream | None = None
+    try:
+        async with deadline(limits.timeout, url):
+            stream = await start()
+            first = await stream.read_first()
+    except BaseException:
+        if stream is not None:
+            stream.close()
+        raise
+    return stream, first

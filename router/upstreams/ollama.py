@@ -16,7 +16,15 @@ from router.upstreams.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from router.upstreams.http import LineStream, deadline, decode_json, get, post_json, read_json
+from router.upstreams.http import (
+    LineStream,
+    deadline,
+    decode_json,
+    get,
+    open_line_stream,
+    post_json,
+    read_json,
+)
 
 
 class OllamaAdapter(UpstreamAdapter):
@@ -49,19 +57,12 @@ class OllamaAdapter(UpstreamAdapter):
         return msgspec.json.encode(ollama_mapping.completion(answer, call.model, call.request_id)), stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
-        stream: OllamaStream | None = None
-        try:
-            async with deadline(limits.timeout, self.chat_url):
-                response = await post_json(
-                    self.session, self.chat_url, self._request(call, True), limits, call.request_id
-                )
-                stream = OllamaStream(response, self.chat_url, call)
-                first = await stream.read_first()
-        except BaseException:
-            if stream is not None:
-                stream.close()
-            raise
-        return stream, first
+        async def start() -> OllamaStream:
+            payload = self._request(call, True)
+            response = await post_json(self.session, self.chat_url, payload, limits, call.request_id)
+            return OllamaStream(response, self.chat_url, call)
+
+        return await open_line_stream(limits, self.chat_url, start)
 
     async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
         url = f"{self.root}{endpoint}" if endpoint else self.tags_url

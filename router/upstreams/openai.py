@@ -16,7 +16,7 @@ import aiohttp
 from router.config.models import UpstreamConfig
 from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
 from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
-from router.upstreams.http import LineStream, deadline, decode_json, get, post_json
+from router.upstreams.http import LineStream, deadline, decode_json, get, open_line_stream, post_json
 
 ROUTER_ONLY_FIELDS = ("session_id",)
 
@@ -65,26 +65,20 @@ class OpenAIAdapter(UpstreamAdapter):
         return raw, stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
-        stream: OpenAIStream | None = None
-        try:
-            async with deadline(limits.timeout, self.chat_url):
-                response = await post_json(
-                    self.session, self.chat_url, self._request(call), limits, call.request_id
+        async def start() -> OpenAIStream:
+            response = await post_json(
+                self.session, self.chat_url, self._request(call), limits, call.request_id
+            )
+            if "text/event-stream" not in response.content_type:
+                raw = await response.read()
+                response.release()
+                decode_json(raw, self.chat_url, response.content_type)  # names HTML/garbage if it is
+                raise BadUpstreamResponse(
+                    f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
                 )
-                if "text/event-stream" not in response.content_type:
-                    raw = await response.read()
-                    response.release()
-                    decode_json(raw, self.chat_url, response.content_type)  # names HTML/garbage if it is
-                    raise BadUpstreamResponse(
-                        f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
-                    )
-                stream = OpenAIStream(response, self.chat_url, new_stats(call))
-                first = await stream.read_first()
-        except BaseException:
-            if stream is not None:
-                stream.close()
-            raise
-        return stream, first
+            return OpenAIStream(response, self.chat_url, new_stats(call))
+
+        return await open_line_stream(limits, self.chat_url, start)
 
     async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
         url = urljoin(self.base_url + "/", endpoint) if endpoint else self.models_url
