@@ -25,6 +25,7 @@ from router import __version__
 from router.api.chat import ChatServices, handle_chat
 from router.api.errors import EXCEPTION_HANDLERS
 from router.api.request import ChatRequest
+from router.api.web import web_handlers
 from router.errors import InvalidRequest, NotFound
 from router.table import Route, RouteTable
 
@@ -165,6 +166,7 @@ def create_app(table: RouteTable, services: ChatServices, extra_handlers: Sequen
     handlers: list[Any] = [route_handler(route, services) for route in table.routes]
     handlers += openai_handlers(table, services)
     handlers += probe_handlers(table)
+    handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,

@@ -16,17 +16,19 @@ from typing import Any
 from litestar import Litestar
 
 from router.api.admin import admin_handlers
-from router.api.chat import ChatServices, Sessions
+from router.api.chat import ChatServices
+from router.api.metrics import metrics_handlers
 from router.api.middleware import RequestIdMiddleware
+from router.api.sessions import session_handlers
 from router.api.status import status_handlers
 from router.app import create_app
 from router.config import RouterConfig
-from router.events import EventBus
-from router.observability import Observer
+from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
 from router.probing import Prober
 from router.registry import Registry
 from router.reload import Reloader
-from router.security import build_access
+from router.security import Access, Redactor, build_access, config_secrets
+from router.sessions import SessionStore
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -49,11 +51,17 @@ class Runtime:
         self.config_path = config_path
         self.watch = watch
         self.reloader: Reloader | None = None
-        self.events = EventBus()
+        # Secrets of every table served, masked wherever outside text is written (logs, events, errors).
+        self.redactor = Redactor()
+        self.metrics = RouterMetrics(lambda: self.current.table if self.current else None)
+        self.logs = StructuredLog(config.logging, self.redactor)
+        self.observer: Observer = Observers([self.metrics, self.logs])
+        self.events = ObservedEventBus(self.observer, self.redactor.value)
+        self.access: Access | None = None
         self.registry = Registry(self.events)
         self.prober = Prober()
-        self.observer: Observer = Observer()
-        self.sessions: Sessions | None = None
+        # One store for the process: conversations outlive reloads, each config only sets the limits.
+        self.sessions = SessionStore(config.sessions)
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -71,6 +79,7 @@ class Runtime:
             "last_reload_error": error,
             "last_reload_sha256": sha256,
         }
+        self.observer.reloaded(ok, sha256, "")
 
     def reload_status(self) -> dict[str, Any]:
         """How the last reload went (Prometheus' config_last_reload_successful, as data)."""
@@ -78,16 +87,27 @@ class Runtime:
 
     def apply(self, config: RouterConfig) -> Loaded:
         """Build the table and app for `config` and make them current (call inside the event loop)."""
+        self.logs.configure(config.logging)  # first: a log file that cannot be opened refuses the table
+        self.redactor.add(config_secrets(config))
         table = build_table(config, self.registry)
+        self.sessions.configure(config.sessions)
+        access = build_access(config, self.access)
         services = ChatServices(
             registry=self.registry,
             observer=self.observer,
-            access=build_access(config),
-            sessions=self.sessions,
+            access=access,
+            sessions=self.sessions if self.sessions.enabled else None,
         )
-        app = create_app(table, services, [*status_handlers(self), *admin_handlers(self)])
+        extra = [
+            *status_handlers(self, access),
+            *admin_handlers(self, access),
+            *metrics_handlers(self.metrics, access),
+            *session_handlers(self.sessions, access),
+        ]
+        app = create_app(table, services, extra, redact=self.redactor)
         loaded = Loaded(table=table, app=app, loaded_at=time.time())
-        self.current = loaded
+        self.current, self.access = loaded, access
+        self.metrics.prepare(table)
         self.prober.sync(self.registry.health_checks())
         log.info(
             "serving %d routes from %s (sha256 %s)", len(table.routes), config.source, config.sha256[:12]
@@ -107,6 +127,7 @@ class Runtime:
             await self.reloader.stop()
         await self.prober.stop()
         await self.registry.close()
+        self.logs.close()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":

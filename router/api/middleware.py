@@ -6,7 +6,7 @@ that can be done (one header scan, one tuple appended).
 
 from __future__ import annotations
 
-import os
+import uuid
 import re
 from typing import Any
 
@@ -22,7 +22,9 @@ def request_id_of(scope: Scope) -> str:
 
 
 def _new_id() -> bytes:
-    return os.urandom(12).hex().encode()
+    # A UUID, because some upstreams insist on one: llama-cpp-python's server answers 400 to any
+    # X-Request-ID that is not a UUID.
+    return str(uuid.uuid4()).encode()
 
 
 class RequestIdMiddleware:

@@ -11,12 +11,22 @@ refuses is reported as a located problem at the key the user wrote (the route's,
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from router.config.models import RouteConfig, RoutePolicy, RouterConfig, ServerSettings, UpstreamConfig
+from router.config.models import (
+    AuthSettings,
+    LoggingSettings,
+    RouteConfig,
+    RoutePolicy,
+    RouterConfig,
+    ServerSettings,
+    SessionSettings,
+    UpstreamConfig,
+)
 from router.config.problems import ConfigError, JsonPath, Problem
 from router.config.source import Document
 
@@ -36,6 +46,12 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
     problems: list[Problem] = []
     data = doc.data
     server = _make(ServerSettings, data.get("server", {}), lambda loc: ("server", *loc), doc, problems)
+    sessions = _make(
+        SessionSettings, data.get("sessions", {}), lambda loc: ("sessions", *loc), doc, problems
+    )
+    auth = _make(AuthSettings, data.get("auth", {}), _under(("auth",)), doc, problems)
+    logging = _make(LoggingSettings, data.get("logging", {}), _under(("logging",)), doc, problems)
+    problems += auth_problems(doc)
     upstreams: dict[str, UpstreamConfig] = {}
     for name, raw in data["upstreams"].items():
         fields = {**raw, "name": name}
@@ -52,12 +68,15 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
         )
         if route is not None:
             routes.append(route)
-    if problems or server is None:
+    if problems or server is None or sessions is None or auth is None or logging is None:
         raise ConfigError(problems)
     try:
         return RouterConfig(
             version=data["version"],
             server=server,
+            auth=auth,
+            logging=logging,
+            sessions=sessions,
             upstreams=upstreams,
             routes=tuple(routes),
             source=doc.file,
@@ -65,6 +84,53 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
         )
     except ValidationError as exc:
         raise ConfigError(_problems(exc, lambda loc: tuple(loc), doc)) from None
+
+
+def auth_problems(doc: Document) -> list[Problem]:
+    """What the schema cannot see in `auth`: names and keys used twice, and routes that do not exist.
+
+    A key listed twice (under two names, or as its value and as its digest) would make "who is calling"
+    ambiguous, so it is refused; problems never quote a key, only where it is.
+    """
+    from router.config.semantics import normalise_path  # semantics imports this module
+
+    auth: Mapping[str, Any] = doc.data.get("auth", {})
+    paths = {normalise_path(str(route["path"])) for route in doc.data.get("routes", [])}
+    known = ", ".join(str(route["path"]) for route in doc.data.get("routes", [])) or "(none)"
+    problems: list[Problem] = []
+    names: dict[str, str] = {}
+    digests: dict[bytes, JsonPath] = {}
+    for section in ("api_keys", "admin_keys"):
+        for index, entry in enumerate(auth.get(section, [])):
+            here: JsonPath = ("auth", section, index)
+            name = str(entry["name"])
+            if name in names:
+                problems.append(
+                    doc.problem((*here, "name"), f"key name '{name}' is already used in auth.{names[name]}")
+                )
+            names.setdefault(name, section)
+            digest = key_digest(str(entry["key"]))
+            if digest in digests:
+                first = doc.locate(digests[digest])[0]
+                problems.append(
+                    doc.problem((*here, "key"), f"this key is already listed at line {first}; list it once")
+                )
+            digests.setdefault(digest, (*here, "key"))
+            for j, path in enumerate(entry.get("routes", [])):
+                if normalise_path(str(path)) not in paths:
+                    problems.append(
+                        doc.problem(
+                            (*here, "routes", j), f"{path} is not a route path in this file; known: {known}"
+                        )
+                    )
+    return problems
+
+
+def key_digest(key: str) -> bytes:
+    """The SHA-256 digest a key is compared by: given as `sha256:<hex>`, or computed from the key itself."""
+    if key.startswith("sha256:"):
+        return bytes.fromhex(key.removeprefix("sha256:"))
+    return hashlib.sha256(key.encode()).digest()
 
 
 def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

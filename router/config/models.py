@@ -114,11 +114,60 @@ class ServerSettings(FrozenModel):
     cors_allowed_origins: tuple[str, ...] = ()
 
 
+class SessionSettings(FrozenModel):
+    """Server-side conversations (`session_id`): bounded in count, size and idle time, kept in memory."""
+
+    enabled: bool = True
+    max_sessions: int = Field(default=1000, ge=1)  # the least recently used goes first
+    max_messages: int = Field(default=200, ge=2)  # per session; the oldest messages are dropped
+    max_chars: int = Field(default=200_000, ge=1)  # per session, message text (JSON for non-text content)
+    idle_ttl: float = Field(default=1800.0, gt=0)  # seconds without a request before a session is forgotten
+
+
+class ApiKey(FrozenModel):
+    """A client key for the model routes: who it is, which routes it may use, how fast.
+
+    `key` is either `sha256:<64 hex digits>` (the digest of the key, so the file holds no secret) or the
+    key itself, normally from `${ENV_VAR}`; only its SHA-256 digest is kept in memory for comparison.
+    """
+
+    name: str
+    key: SecretStr
+    routes: tuple[str, ...] | None = None  # route paths this key may use; None: every route
+    rate_limit_per_minute: int | None = Field(default=None, ge=1)  # token bucket; None: unlimited
+
+
+class AdminKey(FrozenModel):
+    """A key for /admin/* (and /status, /events, /debug, /metrics unless `auth.public_status`)."""
+
+    name: str
+    key: SecretStr
+
+
+class AuthSettings(FrozenModel):
+    """Who may call the router. No `api_keys`: the model routes are open (loopback only, unless allowed)."""
+
+    api_keys: tuple[ApiKey, ...] = ()
+    admin_keys: tuple[AdminKey, ...] = ()
+    public_status: bool = False  # /status, /events, /debug and /metrics without an admin key
+
+
+class LoggingSettings(FrozenModel):
+    """The router's own log: one line per request, state changes, and the process's messages."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+    file: str | None = None  # append to this file instead of standard error
+
+
 class RouterConfig(FrozenModel):
     """A whole validated table, with where it came from so /status and reloads can name its version."""
 
     version: Literal[1] = 1
     server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    logging: LoggingSettings = LoggingSettings()
+    sessions: SessionSettings = SessionSettings()
     upstreams: Mapping[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...]
     source: str = "<memory>"

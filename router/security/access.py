@@ -10,7 +10,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from router.errors import RouterError
+
 Headers = Iterable[tuple[bytes, bytes]]
+
+
+class Unauthenticated(RouterError):
+    """No key, or a key the router does not know (401). Never quotes what the client sent."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="router"'}
+
+
+class Forbidden(RouterError):
+    """A known key asking for something it was not given (403)."""
+
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class RateLimited(RouterError):
+    """A key over its `rate_limit_per_minute` (429, with Retry-After)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
 
 
 class Access:
@@ -23,11 +52,15 @@ class Access:
     def authorize(self, principal: str | None, route_path: str) -> None:
         """Raise 403 if the caller may not use the route, 429 if it is over its rate limit."""
 
+    def allowed_routes(self, principal: str | None) -> frozenset[str] | None:
+        """The route paths the caller may use (for listings), or None for every route."""
+        return None
+
     def check_admin(self, headers: Headers) -> None:
         """Raise unless the caller may use /admin/*."""
 
     def check_status(self, headers: Headers) -> None:
-        """Raise unless the caller may read /status, /events and /metrics."""
+        """Raise unless the caller may read /status, /events, /debug and /metrics."""
 
 
 class OpenAccess(Access):

@@ -1,0 +1,205 @@
+"""Structured logs: one line per request, one per state change, and the process's own messages.
+
+structlog does the work with a short processor chain: a first processor puts `time`, `level` and `event`
+at the head of the line, and the renderer turns it into one JSON object (msgspec's encoder, the fastest
+at hand) or a human-readable line. The bound logger is built once per settings, with the level filter
+compiled in (methods below the level are no-ops), and writes whole lines to a file descriptor with one
+`write` each: standard error, or the file `logging.file` names, opened for appending.
+
+The standard library's loggers (the reloader, the registry, uvicorn) can be routed through the same
+logger (`install_stdlib`), so `router serve` writes one format to one place. Every message that may carry
+text from outside (error messages, reasons, reload diffs, tracebacks) goes through the redactor first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+from structlog.typing import BindableLogger, Processor
+
+from router.config.models import LoggingSettings
+from router.observability.observer import Observer
+
+if TYPE_CHECKING:
+    from router.observability.record import RequestRecord
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_STDLIB_METHODS = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+_BAD_NEWS = frozenset({"unhealthy", "open"})
+_encode_json = msgspec.json.Encoder(enc_hook=str).encode
+
+
+class Sink:
+    """Whole lines to a file descriptor: standard error, or a file opened for appending.
+
+    One `os.write` per line, so lines from the request log and the standard library never interleave,
+    and nothing is buffered that a crash could lose. A log that cannot be written is dropped: a full disk
+    must not fail requests.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        if path is None:
+            self.fd = 2
+        else:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+            self.fd = os.open(path, flags, 0o640)
+
+    def msg(self, line: bytes) -> None:
+        data = memoryview(line + b"\n")
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:
+            pass
+
+    debug = info = warning = error = critical = msg
+
+    def close(self) -> None:
+        """Close a file (standard error stays open)."""
+        if self.path is not None and self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)
+
+
+def _head(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """`time`, `level` and `event` first, in that order, then the fields."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"time": now, "level": method, "event": event_dict.pop("event"), **event_dict}
+
+
+def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> bytes:
+    return _encode_json(event_dict)
+
+
+def _text_renderer() -> Processor:
+    console = structlog.dev.ConsoleRenderer(colors=False, timestamp_key="time", pad_event_to=20)
+
+    def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
+        return str(console(logger, method, event_dict)).encode("utf-8", "replace")
+
+    return render
+
+
+def build_logger(settings: LoggingSettings, sink: Sink) -> BindableLogger:
+    """A structlog logger for `settings` writing to `sink`; calls below the level cost nothing."""
+    render = _render_json if settings.format == "json" else _text_renderer()
+    wrapper = structlog.make_filtering_bound_logger(LEVELS[settings.level])
+    return wrapper(sink, [_head, render], {})  # type: ignore[no-any-return]
+
+
+class StructuredLog(Observer):
+    """The request and event log, reconfigurable per table version (level, format, file)."""
+
+    def __init__(self, settings: LoggingSettings, redact: Callable[[str], str] | None = None) -> None:
+        self.redact: Callable[[str], str] = redact or (lambda text: text)
+        self.settings: LoggingSettings | None = None
+        self._sink: Sink | None = None
+        self._stdlib: logging.Handler | None = None
+        self.logger: Any = None
+        self._requests = True
+        self.configure(settings)
+
+    def configure(self, settings: LoggingSettings) -> None:
+        """Apply new settings; the file is reopened only when it changed. Raises OSError if it cannot be."""
+        if settings == self.settings:
+            return
+        old = self._sink
+        sink = old if old is not None and old.path == settings.file else Sink(settings.file)
+        self.logger = build_logger(settings, sink)
+        self._requests = LEVELS[settings.level] <= logging.INFO
+        self._sink, self.settings = sink, settings
+        if old is not None and old is not sink:
+            old.close()
+        if self._stdlib is not None:
+            self._stdlib.setLevel(LEVELS[settings.level])
+            logging.getLogger().setLevel(LEVELS[settings.level])
+
+    def close(self) -> None:
+        """Close the log file (at shutdown)."""
+        if self._sink is not None:
+            self._sink.close()
+
+    def install_stdlib(self) -> None:
+        """Send every standard-library log record (root logger) through this log, in its format."""
+        handler = _StdlibHandler(self)
+        assert self.settings is not None
+        level = LEVELS[self.settings.level]
+        handler.setLevel(level)
+        root = logging.getLogger()
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(level)
+        self._stdlib = handler
+
+    def request_finished(self, record: RequestRecord) -> None:
+        if not self._requests and record.status < 500:
+            return
+        log = self.logger
+        method = log.info if record.status < 500 else log.warning
+        ttft = record.ttft
+        fields: dict[str, Any] = {
+            "request_id": record.request_id,
+            "route": record.route,
+            "model": record.model,
+            "upstream": record.upstream,
+            "status": record.status,
+            "outcome": record.outcome,
+            "duration_ms": round(record.duration * 1000.0, 2),
+            "ttft_ms": None if ttft is None else round(ttft * 1000.0, 2),
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "retries": record.retries,
+            "stream": record.stream,
+            "key": record.principal,
+        }
+        if record.error is not None:
+            fields["error"] = self.redact(record.error)
+        method("request", **fields)
+
+    def event(self, kind: str, fields: dict[str, Any]) -> None:
+        bad = fields.get("new") in _BAD_NEWS or fields.get("ok") is False
+        method = self.logger.warning if bad else self.logger.info
+        method(kind, **{key: _redacted(value, self.redact) for key, value in fields.items()})
+
+    def stdlib_record(self, record: logging.LogRecord) -> None:
+        """Write one standard-library record."""
+        fields: dict[str, Any] = {"logger": record.name}
+        if record.exc_info:
+            fields["exception"] = self.redact("".join(traceback.format_exception(*record.exc_info)))
+        method = getattr(self.logger, _STDLIB_METHODS.get(record.levelno, "info"))
+        method(self.redact(record.getMessage()), **fields)
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redacted(item, redact) for item in value]
+    return value
+
+
+class _StdlibHandler(logging.Handler):
+    def __init__(self, log: StructuredLog) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.log.stdlib_record(record)
+        except Exception:
+            self.handleError(record)

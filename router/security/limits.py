@@ -1,0 +1,65 @@
+"""A ceiling on the size of a request's head (request line and headers), which httptools does not have.
+
+uvicorn's h11 protocol bounds an incomplete head (`h11_max_incomplete_event_size`), but its httptools
+protocol, the faster one this router runs, buffers a head of any size: one client sending megabytes of
+header would make the router hold them all. `BoundedHttpToolsProtocol` counts the bytes received while a
+head is incomplete and answers 431 once they pass the limit. The count is one addition per read, and the
+check happens after parsing, so a head that completes within a large read (a body following it) is never
+mistaken for an oversized one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from router.errors import RouterError
+
+MAX_HEADER_BYTES = 32 * 1024
+"""Request line plus headers; nginx's default ceiling (4 x 8k buffers), twice Node's."""
+
+
+def _refusal() -> bytes:
+    error = RouterError(
+        f"the request line and headers are larger than the router accepts ({MAX_HEADER_BYTES} bytes)",
+        status=431,
+        type="invalid_request_error",
+        code="request_header_fields_too_large",
+    )
+    body = error.encode()
+    return (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n" + body
+    )
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a limit on the request head."""
+
+    max_header_bytes = MAX_HEADER_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_head = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
+            self.logger.warning("refused a request whose head is larger than %d bytes", self.max_header_bytes)
+            self.transport.write(_refusal())
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True
+        self._head_bytes = 0
