@@ -6,8 +6,8 @@ that can be done (one header scan, one tuple appended).
 
 from __future__ import annotations
 
-import uuid
 import re
+import uuid
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
