@@ -23,8 +23,9 @@ from jsonschema import Draft202012Validator, ValidationError
 from router.config.problems import ConfigError, JsonPath, Problem, in_file_order
 from router.config.source import Document
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "routes.schema.json"
-"""The schema ships beside the package in the repository (editors find it through routes.yaml)."""
+SCHEMA_PATH = Path(__file__).with_name("routes.schema.json")
+"""The schema inside the package: in the repository a link to `schemas/routes.schema.json` (the one editors
+find through routes.yaml), in a built wheel a copy of it, so `pip install .` deployments validate too."""
 
 _JSON_TYPES = {
     "object": "a mapping",
