@@ -126,6 +126,7 @@ async def dispatch(
                 raise
             return result, lease
     assert last_error is not None
+    last_error.retries = retries  # the request log wants to know how hard we tried
     raise last_error
 
 

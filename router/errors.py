@@ -41,6 +41,7 @@ class RouterError(Exception):
             self.code = code
         self.param = param
         self.retry_after = retry_after
+        self.retries = 0
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error object: `{"error": {"message", "type", "param", "code"}}`."""

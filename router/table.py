@@ -114,9 +114,8 @@ def build_table(config: RouterConfig, registry: Registry) -> RouteTable:
 def _link_fallbacks(routes: list[Route]) -> None:
     """Resolve each route's `fallbacks` paths to routes, compared as the validator compares them.
 
-    The validator accepts `/chat/Other/` for a route at `/chat/other` (case and a trailing slash do not
-    make paths different), so an exact lookup here would silently drop a fallback the user was told is
-    fine.
+    The validator compares paths ignoring case and a trailing slash, so it accepts `/chat/Other` for a
+    route at `/chat/other`; an exact lookup here would silently drop a fallback the user was told is fine.
     """
     by_path = {normalise_path(r.path): r for r in routes}
     for route in routes:

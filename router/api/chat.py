@@ -77,6 +77,7 @@ async def handle_chat(
         turn = _Turn(services.sessions, session_id, record.principal, sent) if session_id else None
         return await answer(route, parsed, body, record, services.registry, turn)
     except RouterError as error:
+        record.retries = error.retries
         record.finish(error.status, error)
         raise
     except asyncio.CancelledError as error:

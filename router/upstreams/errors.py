@@ -102,6 +102,8 @@ def from_client_exception(exc: BaseException, where: str) -> UpstreamError:
         return exc
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return UpstreamUnavailable(f"upstream at {where} did not accept the connection in time")
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return UpstreamUnavailable(f"could not resolve the host of upstream {where}; check its base_url")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamUnavailable(
             f"upstream at {where} refused the connection ({exc.os_error.strerror or exc.os_error}); "
