@@ -29,7 +29,7 @@ async def probe_once(key: HealthKey, tracker: HealthTracker) -> None:
         # The adapter bounds its probe too; this bound is the prober's own, so a probe that hangs in an
         # adapter's bug still counts as the failure it is instead of freezing the route's health.
         async with asyncio.timeout(timeout):
-            await key.upstream.adapter.probe(key.model, key.endpoint, timeout)
+            await key.upstream.adapter.probe(key.model, key.endpoint, timeout, _max_age(tracker))
     except TimeoutError:
         tracker.record_probe(False, time.perf_counter() - started, f"probe timed out after {timeout:g}s")
     except RouterError as error:
@@ -39,6 +39,12 @@ async def probe_once(key: HealthKey, tracker: HealthTracker) -> None:
         tracker.record_probe(False, time.perf_counter() - started, f"probe failed: {error!r}")
     else:
         tracker.record_probe(True, time.perf_counter() - started, None)
+
+
+def _max_age(tracker: HealthTracker) -> float:
+    """How old a shared answer may be: half the tracker's fastest cadence, so no verdict lags."""
+    policy = tracker.policy
+    return min(policy.interval, policy.recovery_interval) / 2
 
 
 async def _loop(key: HealthKey, tracker: HealthTracker) -> None:

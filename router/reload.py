@@ -147,9 +147,9 @@ class Reloader:
                     directory,
                     watch_filter=None,
                     debounce=_DEBOUNCE_MS,
-                    step=20,
+                    step=50,  # how often the watcher thread wakes: cheap enough idle, quick enough on save
                     recursive=False,
-                    rust_timeout=1000,
+                    rust_timeout=60_000,
                     yield_on_timeout=False,
                 ):
                     await self.reload("file change")

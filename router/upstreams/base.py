@@ -132,8 +132,13 @@ class UpstreamAdapter(ABC):
         """
 
     @abstractmethod
-    async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
-        """Raise an UpstreamError unless the server is up (and lists `model`, when one is given)."""
+    async def probe(
+        self, model: str | None, endpoint: str | None, timeout: float, max_age: float = 0.0
+    ) -> None:
+        """Raise an UpstreamError unless the server is up (and lists `model`, when one is given).
+
+        A probe answer fetched for another model less than `max_age` seconds ago may be reused.
+        """
 
     async def close(self) -> None:
         """Close the connection pool (after a reload removed the upstream, or at shutdown)."""

@@ -251,3 +251,44 @@ async def open_line_stream(
             stream.close()
         raise
     return stream, first
+
+
+class SharedProbe:
+    """One GET of a probe URL answers every health question asked about it at about the same time.
+
+    A hundred routes on one Ollama each need "is my model listed?"; one `/api/tags` answers them all. A
+    fetch already under way is joined, and a result (success or failure) younger than the caller's
+    `max_age` is reused, so probing cost grows with upstreams, not with routes.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self._results: dict[str, tuple[float, Any, BaseException | None]] = {}
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+
+    async def get(self, url: str, want_json: bool, max_age: float) -> Any:
+        """The body of GET `url` (None unless `want_json`), fetched now or shared."""
+        loop = asyncio.get_running_loop()
+        cached = self._results.get(url)
+        if cached is not None and loop.time() - cached[0] <= max_age:
+            if cached[2] is not None:
+                raise cached[2]
+            return cached[1]
+        pending = self._pending.get(url)
+        if pending is None:
+            pending = loop.create_task(self._fetch(url, want_json))
+            self._pending[url] = pending
+        return await asyncio.shield(pending)
+
+    async def _fetch(self, url: str, want_json: bool) -> Any:
+        loop = asyncio.get_running_loop()
+        try:
+            value = await get(self.session, url, want_json)
+        except BaseException as error:
+            self._results[url] = (loop.time(), None, error if isinstance(error, Exception) else None)
+            raise
+        else:
+            self._results[url] = (loop.time(), value, None)
+            return value
+        finally:
+            del self._pending[url]

@@ -18,9 +18,9 @@ from router.upstreams.errors import (
 )
 from router.upstreams.http import (
     LineStream,
+    SharedProbe,
     deadline,
     decode_json,
-    get,
     open_line_stream,
     post_json,
     read_json,
@@ -32,6 +32,7 @@ class OllamaAdapter(UpstreamAdapter):
 
     def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(config, session)
+        self.probes = SharedProbe(session)
         root = config.base_url.rstrip("/")
         self.root = root
         self.chat_url = f"{root}/api/chat"
@@ -64,10 +65,12 @@ class OllamaAdapter(UpstreamAdapter):
 
         return await open_line_stream(limits, self.chat_url, start)
 
-    async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
+    async def probe(
+        self, model: str | None, endpoint: str | None, timeout: float, max_age: float = 0.0
+    ) -> None:
         url = f"{self.root}{endpoint}" if endpoint else self.tags_url
         async with asyncio.timeout(timeout):
-            tags = await get(self.session, url, want_json=not endpoint)
+            tags = await self.probes.get(url, not endpoint, max_age)
         if model is not None and not endpoint and not _lists_model(tags, model):
             raise UpstreamStatus(
                 f"model {model!r} is not pulled on ollama at {self.root}; run `ollama pull {model}`",

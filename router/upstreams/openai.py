@@ -16,7 +16,7 @@ import aiohttp
 from router.config.models import UpstreamConfig
 from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
 from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
-from router.upstreams.http import LineStream, deadline, decode_json, get, open_line_stream, post_json
+from router.upstreams.http import LineStream, SharedProbe, deadline, decode_json, open_line_stream, post_json
 
 ROUTER_ONLY_FIELDS = ("session_id",)
 
@@ -26,6 +26,7 @@ class OpenAIAdapter(UpstreamAdapter):
 
     def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
         super().__init__(config, session)
+        self.probes = SharedProbe(session)
         self.base_url = config.base_url.rstrip("/")
         self.chat_url = f"{self.base_url}/chat/completions"
         self.models_url = f"{self.base_url}/models"
@@ -80,10 +81,12 @@ class OpenAIAdapter(UpstreamAdapter):
 
         return await open_line_stream(limits, self.chat_url, start)
 
-    async def probe(self, model: str | None, endpoint: str | None, timeout: float) -> None:
+    async def probe(
+        self, model: str | None, endpoint: str | None, timeout: float, max_age: float = 0.0
+    ) -> None:
         url = urljoin(self.base_url + "/", endpoint) if endpoint else self.models_url
         async with asyncio.timeout(timeout):
-            listing = await get(self.session, url, want_json=not endpoint)
+            listing = await self.probes.get(url, not endpoint, max_age)
         if model is not None and not endpoint and not _lists_model(listing, model):
             raise UpstreamStatus(f"upstream at {self.base_url} does not serve model {model!r}", status=404)
 

@@ -147,7 +147,8 @@ def test_recovery_interval_applies_while_unhealthy(fake: FakeUpstream, start_rou
 def test_first_probe_at_start_up_and_one_loop_per_shared_question(
     fake: FakeUpstream, start_router: Start
 ) -> None:
-    """Two routes on the same model and upstream share one probe loop; another model gets its own."""
+    """Two routes on the same model and upstream share one probe loop; another model gets its own loop,
+    and both loops share the upstream's one model listing."""
     fake.models = [model_of(fake), "second-model"]
     policy = {**FAST_HEALTH, "interval": 30.0}  # only the start-up probes happen during the test
     text = table(
@@ -162,7 +163,8 @@ def test_first_probe_at_start_up_and_one_loop_per_shared_question(
     router = start_router(text)
     for path in ("/chat/a", "/chat/b", "/chat/c"):
         wait_health(router, "healthy", path)
-    assert fake.probe_count[LISTING[fake.kind]] == 2, "one start-up probe per question, not per route"
+    # two questions (two models), but one model listing answers both: one start-up fetch in all
+    assert fake.probe_count[LISTING[fake.kind]] == 1, "one listing fetch per upstream, not per route or model"
     loops = status(router, "/debug")["probe_loops"]
     assert {loop["model"]: loop["routes"] for loop in loops} == {
         model_of(fake): ["/chat/a", "/chat/b"],
