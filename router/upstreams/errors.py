@@ -96,7 +96,7 @@ def _client_view(status: int) -> tuple[int, str, str]:
     return status, "invalid_request_error", "upstream_rejected_request"
 
 
-def from_client_exception(exc: BaseException, where: str) -> UpstreamError:
+def from_client_exception(exc: BaseException, where: object) -> UpstreamError:
     """Classify an aiohttp / asyncio exception raised while talking to `where` (an upstream's URL)."""
     if isinstance(exc, UpstreamError):
         return exc

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from router.config.models import UpstreamConfig
 from router.policies.retry import retry_after_from_headers
@@ -53,19 +54,22 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         headers=headers,
-        auto_decompress=True,
-        skip_auto_headers=("User-Agent",),
+        # Model servers on a private network gain nothing from compression and cost CPU to decompress;
+        # a cookie jar has nothing to do between a gateway and its upstreams.
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None),
     )
 
 
 async def post_json(
-    session: aiohttp.ClientSession, url: str, payload: Mapping[str, Any], limits: Limits, request_id: str
+    session: aiohttp.ClientSession, url: URL, payload: Mapping[str, Any], limits: Limits, request_id: str
 ) -> aiohttp.ClientResponse:
     """POST `payload`, and return the response only if its status is a success.
 
     Error statuses become `UpstreamStatus` with the upstream's own message; connection failures become
     the matching `UpstreamError`. The caller owns the returned response and must release or close it.
+    `url` is a parsed URL prepared once per upstream: parsing it again on every request is measurable.
     """
     headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
     return await _send(
@@ -74,7 +78,7 @@ async def post_json(
     )
 
 
-async def _send(request: Any, url: str) -> aiohttp.ClientResponse:
+async def _send(request: Any, url: URL | str) -> aiohttp.ClientResponse:
     """Await an aiohttp request; connection failures and error statuses become UpstreamErrors."""
     try:
         response: aiohttp.ClientResponse = await request
@@ -88,7 +92,7 @@ async def _send(request: Any, url: str) -> aiohttp.ClientResponse:
     return response
 
 
-async def status_error(response: aiohttp.ClientResponse, url: str) -> UpstreamError:
+async def status_error(response: aiohttp.ClientResponse, url: URL | str) -> UpstreamError:
     """Turn an error answer into an error that keeps the upstream's words (OpenAI or Ollama shaped)."""
     try:
         raw = await response.content.read(_ERROR_BODY_LIMIT)

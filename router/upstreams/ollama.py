@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from router.config.models import UpstreamConfig
 from router.upstreams import ollama_mapping
@@ -36,6 +37,7 @@ class OllamaAdapter(UpstreamAdapter):
         root = config.base_url.rstrip("/")
         self.root = root
         self.chat_url = f"{root}/api/chat"
+        self.chat_target = URL(self.chat_url)
         self.tags_url = f"{root}/api/tags"
 
     def _request(self, call: ChatCall, stream: bool) -> dict[str, Any]:
@@ -44,7 +46,7 @@ class OllamaAdapter(UpstreamAdapter):
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
-                self.session, self.chat_url, self._request(call, False), limits, call.request_id
+                self.session, self.chat_target, self._request(call, False), limits, call.request_id
             )
             answer = await read_json(response, self.chat_url)
         if not isinstance(answer, dict) or "message" not in answer:
@@ -60,7 +62,7 @@ class OllamaAdapter(UpstreamAdapter):
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         async def start() -> OllamaStream:
             payload = self._request(call, True)
-            response = await post_json(self.session, self.chat_url, payload, limits, call.request_id)
+            response = await post_json(self.session, self.chat_target, payload, limits, call.request_id)
             return OllamaStream(response, self.chat_url, call)
 
         return await open_line_stream(limits, self.chat_url, start)

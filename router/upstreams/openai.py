@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+from yarl import URL
 
 from router.config.models import UpstreamConfig
 from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
@@ -29,6 +30,7 @@ class OpenAIAdapter(UpstreamAdapter):
         self.probes = SharedProbe(session)
         self.base_url = config.base_url.rstrip("/")
         self.chat_url = f"{self.base_url}/chat/completions"
+        self.chat_target = URL(self.chat_url)
         self.models_url = f"{self.base_url}/models"
 
     def _request(self, call: ChatCall) -> dict[str, Any]:
@@ -44,7 +46,7 @@ class OpenAIAdapter(UpstreamAdapter):
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
-                self.session, self.chat_url, self._request(call), limits, call.request_id
+                self.session, self.chat_target, self._request(call), limits, call.request_id
             )
             try:
                 raw = await response.read()
@@ -68,7 +70,7 @@ class OpenAIAdapter(UpstreamAdapter):
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         async def start() -> OpenAIStream:
             response = await post_json(
-                self.session, self.chat_url, self._request(call), limits, call.request_id
+                self.session, self.chat_target, self._request(call), limits, call.request_id
             )
             if "text/event-stream" not in response.content_type:
                 raw = await response.read()
