@@ -210,4 +210,6 @@ class SessionStore:
 
 
 def _not_found(session_id: str) -> SessionNotFound:
-    return SessionNotFound(f"no session {session_id!r}; it may have expired or been deleted", param="session_id")
+    return SessionNotFound(
+        f"no session {session_id!r}; it may have expired or been deleted", param="session_id"
+    )

@@ -25,7 +25,9 @@ def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandl
         summary="Forget a conversation kept by the router (204; 404 if there is none for this caller)",
         status_code=204,
     )
-    async def delete_session(request: Request[Any, Any, Any], session_id: str) -> None:
+    async def delete_session(request: Request[Any, Any, Any]) -> None:
+        # Read from the request rather than injected: works the same on every supported Litestar version.
+        session_id: str = request.path_params["session_id"]
         principal = access.authenticate(request.scope["headers"])
         if not store.delete(session_id, principal):
             raise SessionNotFound(

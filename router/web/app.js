@@ -55,10 +55,12 @@ async function loadModels() {
     const listing = await getJSON("/v1/models");
     state.models = listing.data || [];
   } catch (error) {
-    showBanner(`Cannot load the list of models: ${describeError(error).title}`, "down");
+    const { title, hint } = describeError(error);
+    showBanner(`Cannot load the list of models. ${title} ${hint}`, "error");
     ui.route.replaceChildren(new Option("no models", ""));
     return;
   }
+  if (ui.banner.dataset.kind === "error") hideBanner();
   const wanted = state.conversations.current()?.route || localStorage.getItem(ROUTE_STORAGE);
   const previous = ui.route.value;
   ui.route.replaceChildren(...state.models.map((m) => new Option(m.id, m.route)));
@@ -137,7 +139,8 @@ function startEvents() {
     },
     connection(status) {
       ui.live.dataset.state = status;
-      ui.live.textContent = { live: "live", reconnecting: "reconnecting…", closed: "offline" }[status] || status;
+      const labels = { live: "live", reconnecting: "reconnecting…", closed: "offline", forbidden: "no live status" };
+      ui.live.textContent = labels[status] || status;
     },
   });
 }
@@ -515,6 +518,10 @@ function wire() {
     ui.sidebar.dataset.open = String(open);
     ui.toggleSidebar.setAttribute("aria-expanded", String(open));
     if (open) ui.newChat.focus();
+  });
+  $("settings-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    ui.apiKey.dispatchEvent(new Event("change"));
   });
   ui.apiKey.value = apiKey();
   ui.apiKey.addEventListener("change", () => {

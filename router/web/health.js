@@ -88,20 +88,37 @@ export function watchEvents(on) {
     return () => source.close();
   }
   const controller = new AbortController();
+  const sleep = (ms) =>
+    new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      controller.signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   (async () => {
     while (!controller.signal.aborted) {
       try {
-        const response = await fetch(url("/events"), { headers: headers({ Accept: "text/event-stream" }), signal: controller.signal });
+        const response = await fetch(url("/events"), {
+          headers: headers({ Accept: "text/event-stream" }),
+          signal: controller.signal,
+        });
+        if (response.status === 401 || response.status === 403) {
+          // Live status needs an admin key (or auth.public_status): chat works, badges stay unknown.
+          on.connection?.("forbidden");
+          await sleep(30000);
+          continue;
+        }
         if (!response.ok) throw new Error(`HTTP ${response.status}`);
         on.connection?.("live");
         for await (const event of readEvents(response)) {
           if (event.data !== undefined) dispatch(event.event, event.data);
         }
-      } catch (error) {
+      } catch {
         if (controller.signal.aborted) return;
       }
       on.connection?.("reconnecting");
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await sleep(2000);
     }
   })();
   return () => controller.abort();
