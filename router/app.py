@@ -8,7 +8,7 @@ call domain code. A reload builds a new app for the new table; `router.server` s
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,6 +27,7 @@ from router.api.errors import EXCEPTION_HANDLERS
 from router.api.request import ChatRequest
 from router.api.web import web_handlers
 from router.errors import InvalidRequest, NotFound
+from router.security.http import cors_config, redacting_handlers
 from router.table import Route, RouteTable
 
 _CHAT_RESPONSES_DOC = (
@@ -110,6 +111,14 @@ def openai_handlers(table: RouteTable, services: ChatServices) -> list[HTTPRoute
         ],
     }
     models_body = msgspec.json.encode(models)
+    visible: dict[frozenset[str], bytes] = {}  # the listing for each restricted key's set of routes
+
+    def models_for(allowed: frozenset[str]) -> bytes:
+        body = visible.get(allowed)
+        if body is None:
+            data = [m for m in models["data"] if m["route"] in allowed]  # type: ignore[index, operator]
+            body = visible[allowed] = msgspec.json.encode({"object": "list", "data": data})
+        return body
 
     def by_model(parsed: ChatRequest) -> Route:
         if not parsed.model:
@@ -135,8 +144,11 @@ def openai_handlers(table: RouteTable, services: ChatServices) -> list[HTTPRoute
         return await handle_chat(request, services, by_model)
 
     @get("/v1/models", operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
-    async def list_models() -> ASGIApp:
-        return ASGIResponse(body=models_body, media_type="application/json")
+    async def list_models(request: Request[Any, Any, Any]) -> ASGIApp:
+        access = services.access
+        allowed = access.allowed_routes(access.authenticate(request.scope["headers"]))
+        body = models_body if allowed is None else models_for(allowed)
+        return ASGIResponse(body=body, media_type="application/json")
 
     return [chat_completions, list_models]
 
@@ -161,8 +173,16 @@ def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
     return [healthz, readyz]
 
 
-def create_app(table: RouteTable, services: ChatServices, extra_handlers: Sequence[Any] = ()) -> Litestar:
-    """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin)."""
+def create_app(
+    table: RouteTable,
+    services: ChatServices,
+    extra_handlers: Sequence[Any] = (),
+    redact: Callable[[str], str] | None = None,
+) -> Litestar:
+    """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
+
+    `redact` masks known secrets in error messages (an upstream may echo its key in an error body).
+    """
     handlers: list[Any] = [route_handler(route, services) for route in table.routes]
     handlers += openai_handlers(table, services)
     handlers += probe_handlers(table)
@@ -170,8 +190,10 @@ def create_app(table: RouteTable, services: ChatServices, extra_handlers: Sequen
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=redacting_handlers(EXCEPTION_HANDLERS, redact),  # type: ignore[arg-type]
         request_max_body_size=table.config.server.max_body_bytes,
+        cors_config=cors_config(table.config.server.cors_allowed_origins),
+        logging_config=None,  # Litestar's default would take over the root logger; the router owns logging
         openapi_config=OpenAPIConfig(
             title="router",
             version=__version__,

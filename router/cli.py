@@ -29,9 +29,14 @@ def _load_or_exit(path: str) -> RouterConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from router.security import bind_refusal
     from router.server import serve  # the server stack is only imported when serving
 
     config = _load_or_exit(args.config)
+    refusal = bind_refusal(config, args.host or config.server.host)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 1
     serve(config, args.config, host=args.host, port=args.port, watch=not args.no_watch)
     return 0
 

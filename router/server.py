@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import uvicorn
 
 from router.config import RouterConfig
 from router.runtime import Runtime
+from router.security import unauthenticated_warning
+from router.security.limits import MAX_HEADER_BYTES, BoundedHttpToolsProtocol
+
+log = logging.getLogger("router.server")
 
 
-def uvicorn_config(runtime: Runtime, host: str, port: int, log_level: str = "info") -> uvicorn.Config:
-    """The server settings: no access log (the router logs requests itself), graceful shutdown bounded."""
+def uvicorn_config(
+    runtime: Runtime, host: str, port: int, log_level: str = "info", own_logging: bool = False
+) -> uvicorn.Config:
+    """The server settings: no access log (the router logs requests itself), graceful shutdown bounded.
+
+    The request head is bounded (`MAX_HEADER_BYTES`, 431 beyond it) for both HTTP implementations.
+    `own_logging` leaves logging alone: the router's own log then carries uvicorn's messages too.
+    """
+    extra: dict[str, Any] = {"log_config": None} if own_logging else {}
     return uvicorn.Config(
         app=runtime,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        **extra,
         lifespan="on",
         access_log=False,
         log_level=log_level,
@@ -34,7 +48,14 @@ def serve(
     watch: bool = True,
 ) -> None:
     """Serve `config` until interrupted, reloading it when `config_path` changes."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = Runtime(config, config_path, watch=watch)
-    server = uvicorn.Server(uvicorn_config(runtime, host or config.server.host, port or config.server.port))
+    runtime.logs.install_stdlib()  # one format, one destination: `logging:` in the table
+    host = host or config.server.host
+    warning = unauthenticated_warning(config, host)
+    if warning:
+        log.warning("%s", warning)
+    level = config.logging.level
+    server = uvicorn.Server(
+        uvicorn_config(runtime, host, port or config.server.port, log_level=level, own_logging=True)
+    )
     server.run()

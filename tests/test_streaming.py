@@ -1,4 +1,4 @@
-"""The SSE relay: heartbeats, stalls, truncation, mid-stream errors, and cancelling the model on disconnect."""
+"""The SSE relay: heartbeats, stalls, truncation, mid-stream errors, cancelling the model on disconnect."""
 
 from __future__ import annotations
 

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import post
+from litestar import Request, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from router.errors import RouterError
+from router.security import Access, OpenAccess
 
 if TYPE_CHECKING:
     from router.runtime import Runtime
 
 
-def admin_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
-    """The admin endpoints bound to this runtime."""
+def admin_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPRouteHandler]:
+    """The admin endpoints bound to this runtime, usable as `access.check_admin` allows."""
+    check = (access or OpenAccess()).check_admin
 
     @post(
         "/admin/reload",
@@ -26,7 +28,8 @@ def admin_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
         status_code=200,
         summary="Re-read the routing table; an invalid file is refused and the old table kept",
     )
-    async def reload() -> ASGIApp:
+    async def reload(request: Request[Any, Any, Any]) -> ASGIApp:
+        check(request.scope["headers"])
         if runtime.reloader is None:
             raise RouterError(
                 "this router was started without a config file to reload",
@@ -42,10 +45,11 @@ def admin_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
                 type="invalid_request_error",
                 code="invalid_config",
             )
-            body = {**error.body(), "problems": list(result.problems)}
+            body = {**error.body(), "problems": runtime.redactor.value(list(result.problems))}
             return ASGIResponse(
                 body=msgspec.json.encode(body), media_type="application/json", status_code=422
             )
-        return ASGIResponse(body=msgspec.json.encode(result.as_dict()), media_type="application/json")
+        answer = runtime.redactor.value(result.as_dict())  # a diff may quote credential headers
+        return ASGIResponse(body=msgspec.json.encode(answer), media_type="application/json")
 
     return [reload]

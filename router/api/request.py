@@ -51,6 +51,10 @@ def parse_chat_request(raw: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         body = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:  # msgspec raises this, not DecodeError, for bad bytes inside a string
+        raise InvalidRequest("the request body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:  # msgspec's answer to JSON nested deeper than the interpreter's stack allows
+        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object with a `messages` list")
     try:

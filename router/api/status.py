@@ -12,11 +12,12 @@ from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from litestar import get
+from litestar import Request, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
+from router.security import Access, OpenAccess, public_url
 from router.streaming import KEEPALIVE, SSE_HEADERS, SSEStreamBody
 from router.table import Route, RouteReplica
 
@@ -34,7 +35,7 @@ def replica_status(replica: RouteReplica) -> dict[str, Any]:
     return {
         "upstream": replica.name,
         "type": upstream.config.type,
-        "base_url": upstream.config.base_url,
+        "base_url": public_url(upstream.config.base_url),
         "weight": replica.weight,
         "available": replica.available,
         "health": None
@@ -106,19 +107,23 @@ def debug_snapshot(runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def status_handlers(runtime: Runtime) -> list[HTTPRouteHandler]:
-    """`/status`, `/debug` (the same and more) and `/events`."""
+def status_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPRouteHandler]:
+    """`/status`, `/debug` (the same and more) and `/events`, readable as `access.check_status` allows."""
+    check = (access or OpenAccess()).check_status
 
     @get("/status", operation_id="status", tags=["ops"], summary="Routes, health, breakers, load")
-    async def status() -> ASGIApp:
+    async def status(request: Request[Any, Any, Any]) -> ASGIApp:
+        check(request.scope["headers"])
         return ASGIResponse(body=msgspec.json.encode(snapshot(runtime)), media_type="application/json")
 
     @get("/debug", operation_id="debug", tags=["ops"], summary="/status plus probe loops and listeners")
-    async def debug() -> ASGIApp:
+    async def debug(request: Request[Any, Any, Any]) -> ASGIApp:
+        check(request.scope["headers"])
         return ASGIResponse(body=msgspec.json.encode(debug_snapshot(runtime)), media_type="application/json")
 
     @get("/events", operation_id="events", tags=["ops"], summary="Server-Sent Events of state changes")
-    async def events() -> ASGIApp:
+    async def events(request: Request[Any, Any, Any]) -> ASGIApp:
+        check(request.scope["headers"])
         return SSEStreamBody(_event_stream(runtime), headers=SSE_HEADERS)
 
     return [status, debug, events]

@@ -46,9 +46,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
     problems: list[Problem] = []
     data = doc.data
     server = _make(ServerSettings, data.get("server", {}), lambda loc: ("server", *loc), doc, problems)
-    sessions = _make(
-        SessionSettings, data.get("sessions", {}), lambda loc: ("sessions", *loc), doc, problems
-    )
+    sessions = _make(SessionSettings, data.get("sessions", {}), lambda loc: ("sessions", *loc), doc, problems)
     auth = _make(AuthSettings, data.get("auth", {}), _under(("auth",)), doc, problems)
     logging = _make(LoggingSettings, data.get("logging", {}), _under(("logging",)), doc, problems)
     problems += auth_problems(doc)

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 from collections.abc import Callable, MutableMapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -75,10 +75,26 @@ class Sink:
             os.close(fd)
 
 
+def _clock() -> Callable[[], str]:
+    """ISO 8601 UTC timestamps with milliseconds; the date and time part is formatted once a second."""
+    last = [-1, ""]
+
+    def now() -> str:
+        t = time.time()
+        second = int(t)
+        if second != last[0]:
+            last[0], last[1] = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{last[1]}.{int((t - second) * 1000):03d}Z"
+
+    return now
+
+
+_now = _clock()
+
+
 def _head(_: Any, method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """`time`, `level` and `event` first, in that order, then the fields."""
-    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"time": now, "level": method, "event": event_dict.pop("event"), **event_dict}
+    return {"time": _now(), "level": method, "event": event_dict.pop("event"), **event_dict}
 
 
 def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> bytes:
@@ -86,7 +102,9 @@ def _render_json(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> bytes
 
 
 def _text_renderer() -> Processor:
-    console = structlog.dev.ConsoleRenderer(colors=False, timestamp_key="time", pad_event_to=20)
+    console = structlog.dev.ConsoleRenderer(
+        colors=False, timestamp_key="time", pad_event_to=20, sort_keys=False
+    )
 
     def render(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
         return str(console(logger, method, event_dict)).encode("utf-8", "replace")
@@ -97,7 +115,7 @@ def _text_renderer() -> Processor:
 def build_logger(settings: LoggingSettings, sink: Sink) -> BindableLogger:
     """A structlog logger for `settings` writing to `sink`; calls below the level cost nothing."""
     render = _render_json if settings.format == "json" else _text_renderer()
-    wrapper = structlog.make_filtering_bound_logger(LEVELS[settings.level])
+    wrapper: Any = structlog.make_filtering_bound_logger(LEVELS[settings.level])
     return wrapper(sink, [_head, render], {})  # type: ignore[no-any-return]
 
 

@@ -19,7 +19,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -54,12 +62,17 @@ class RouterMetrics(Observer):
     """The router's metrics and the observer that feeds them."""
 
     def __init__(self, table: Callable[[], RouteTable | None]) -> None:
+        # `_created` series would double the exposition for a timestamp nobody graphs; the switch is
+        # process-wide, and this process's only metrics are these.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=False)
         r = self.registry
         self.requests = Counter(
-            "router_requests", "Chat requests by route, status and outcome.", ["route", "status", "outcome"],
+            "router_requests",
+            "Chat requests by route, status and outcome.",
+            ["route", "status", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
         self.duration = Histogram(
             "router_request_duration_seconds",
             "Seconds from a chat request's arrival to the end of its answer.",
@@ -78,11 +91,17 @@ class RouterMetrics(Observer):
             "router_prompt_tokens", "Prompt tokens (in), as upstreams reported them.", ["route"], registry=r
         )
         self.completion_tokens = Counter(
-            "router_completion_tokens", "Completion tokens (out), as upstreams reported.", ["route"], registry=r
+            "router_completion_tokens",
+            "Completion tokens (out), as upstreams reported.",
+            ["route"],
+            registry=r,
         )
         self.retries = Counter("router_retries", "Retries of upstream attempts.", ["route"], registry=r)
         self.cancellations = Counter(
-            "router_client_cancellations", "Requests the client abandoned before the end.", ["route"], registry=r
+            "router_client_cancellations",
+            "Requests the client abandoned before the end.",
+            ["route"],
+            registry=r,
         )
         self.reloads = Counter("router_config_reloads", "Reload attempts by result.", ["result"], registry=r)
         self.last_reload_ok = Gauge(
@@ -186,10 +205,14 @@ class LiveStateCollector(Collector):
             labels=["upstream", "state"],
         )
         upstream_in_flight = GaugeMetricFamily(
-            "router_upstream_in_flight_requests", "Requests holding a slot on the upstream.", labels=["upstream"]
+            "router_upstream_in_flight_requests",
+            "Requests holding a slot on the upstream.",
+            labels=["upstream"],
         )
         upstream_queued = GaugeMetricFamily(
-            "router_upstream_queued_requests", "Requests waiting for a slot on the upstream.", labels=["upstream"]
+            "router_upstream_queued_requests",
+            "Requests waiting for a slot on the upstream.",
+            labels=["upstream"],
         )
         for route in table.routes:
             path = route.path
@@ -199,7 +222,9 @@ class LiveStateCollector(Collector):
             queued.add_metric([path], sum(u.limiter.queued for u in upstreams))
             for replica in replicas:
                 health = replica.health
-                healthy.add_metric([path, replica.name], 1.0 if health is None or health.accepts_traffic else 0.0)
+                healthy.add_metric(
+                    [path, replica.name], 1.0 if health is None or health.accepts_traffic else 0.0
+                )
             available.add_metric([path], 1.0 if any(r.available for r in replicas) else 0.0)
         for upstream in sorted(table.upstreams(), key=lambda u: u.name):
             state = str(upstream.breaker.state)

@@ -80,7 +80,6 @@ def unauthenticated_warning(config: RouterConfig, host: str) -> str | None:
     """The start-up warning for a router that serves its model routes without keys."""
     if config.auth.api_keys:
         return None
-    return (
-        f"no auth.api_keys configured: every client that can reach {host} may use every route"
-        + ("" if is_loopback(host) else " (server.allow_unauthenticated is true)")
+    return f"no auth.api_keys configured: every client that can reach {host} may use every route" + (
+        "" if is_loopback(host) else " (server.allow_unauthenticated is true)"
     )

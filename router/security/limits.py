@@ -36,24 +36,46 @@ def _refusal() -> bytes:
     )
 
 
+class HeadTooLarge(Exception):
+    """Raised from a parser callback; httptools turns it into a parser error, which uvicorn answers."""
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a limit on the request head."""
+    """uvicorn's httptools protocol with a limit on the request head.
+
+    Two counts, because httptools hands over a header only once it is complete: the parsed size (URL and
+    headers, checked as they arrive) catches a big head that came in one read, and the bytes received
+    while the head is still incomplete catch a head that never ends, before it is all held in memory.
+    """
 
     max_header_bytes = MAX_HEADER_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._head_bytes = 0
+        self._received = 0  # bytes read while the head is incomplete
+        self._parsed = 0  # bytes of URL and headers parsed
         self._in_head = True
+        self._too_large = False
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
-            self._head_bytes += len(data)
+            self._received += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
-            self.logger.warning("refused a request whose head is larger than %d bytes", self.max_header_bytes)
-            self.transport.write(_refusal())
-            self.transport.close()
+        if self._in_head and self._received > self.max_header_bytes and not self.transport.is_closing():
+            self._refuse()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._parsed = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -62,4 +84,22 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
-        self._head_bytes = 0
+        self._received = 0
+
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse()
+        else:
+            super().send_400_response(msg)
+
+    def _count(self, size: int) -> None:
+        self._parsed += size
+        if self._parsed > self.max_header_bytes:
+            self._too_large = True
+            raise HeadTooLarge
+
+    def _refuse(self) -> None:
+        self._too_large = True
+        self.logger.warning("refused a request whose head is larger than %d bytes", self.max_header_bytes)
+        self.transport.write(_refusal())
+        self.transport.close()

@@ -36,8 +36,9 @@ def config_secrets(config: RouterConfig) -> set[str]:
         password = urlsplit(upstream.base_url).password
         if password:
             secrets.add(password)
-    for key in (*config.auth.api_keys, *config.auth.admin_keys):
-        value = key.key.get_secret_value()
+    keys = [k.key for k in config.auth.api_keys] + [k.key for k in config.auth.admin_keys]
+    for key in keys:
+        value = key.get_secret_value()
         if not value.startswith("sha256:"):
             secrets.add(value)
     return {secret for secret in secrets if len(secret) >= _MIN_SECRET}

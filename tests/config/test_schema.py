@@ -52,15 +52,12 @@ def test_unknown_key_names_the_key_suggests_and_lists_allowed(tmp_path: Path) ->
 
 
 def test_several_unknown_keys_each_get_a_problem(tmp_path: Path) -> None:
-    text = BASE.replace("version: 1\n", "version: 1\nlogging: {}\nzzz: 1\n")
+    text = BASE.replace("version: 1\n", "version: 1\ncolour: {}\nzzz: 1\n")
+    allowed = ", ".join(sorted(load_schema()["properties"]))
+    assert "routes, server" in allowed
     assert problems(tmp_path, text) == [
-        (
-            2,
-            1,
-            "$.logging",
-            "unknown key 'logging'; allowed keys: defaults, routes, server, upstreams, version",
-        ),
-        (3, 1, "$.zzz", "unknown key 'zzz'; allowed keys: defaults, routes, server, upstreams, version"),
+        (2, 1, "$.colour", f"unknown key 'colour'; allowed keys: {allowed}"),
+        (3, 1, "$.zzz", f"unknown key 'zzz'; allowed keys: {allowed}"),
     ]
 
 
