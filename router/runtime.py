@@ -98,6 +98,7 @@ class Runtime:
             observer=self.observer,
             access=access,
             sessions=self.sessions if self.sessions.enabled else None,
+            redact=self.redactor,
         )
         extra = [
             *status_handlers(self, access),

@@ -32,8 +32,13 @@ def frame(payloads: list[bytes]) -> bytes:
     return b"".join([b"data: " + p + b"\n\n" for p in payloads])
 
 
-def error_event(error: RouterError) -> bytes:
-    """The last event of a stream that failed after it started: the OpenAI error object itself."""
+def error_event(error: RouterError, redact: Callable[[str], str] | None = None) -> bytes:
+    """The last event of a stream that failed after it started: the OpenAI error object itself.
+
+    `redact` masks known secrets: an upstream may quote its own key in an error it sends mid-stream.
+    """
+    if redact is not None:
+        error.message = redact(error.message)
     return b"data: " + error.encode() + b"\n\n"
 
 
@@ -42,6 +47,7 @@ async def relay(
     first: list[bytes],
     policy: RoutePolicy,
     on_end: Callable[[BaseException | None], None],
+    redact: Callable[[str], str] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The SSE body for one answer; `on_end` learns how it ended (None, an error, or cancellation)."""
     loop = asyncio.get_running_loop()
@@ -71,7 +77,7 @@ async def relay(
                 yield frame(batch)
     except RouterError as error:
         outcome = error
-        yield error_event(error)
+        yield error_event(error, redact)
     except BaseException as error:  # client went away (cancellation, GeneratorExit) or a bug
         outcome = error
         raise
@@ -113,8 +119,9 @@ class SSEResponse(SSEStreamBody):
         policy: RoutePolicy,
         on_end: Callable[[BaseException | None], None],
         headers: dict[str, str],
+        redact: Callable[[str], str] | None = None,
     ) -> None:
-        super().__init__(relay(stream, first, policy, on_end), headers)
+        super().__init__(relay(stream, first, policy, on_end, redact), headers)
         self._upstream = stream
         self._on_end = on_end
 

@@ -53,6 +53,7 @@ class ChatServices:
     observer: Observer
     access: Access
     sessions: Sessions | None = None
+    redact: Callable[[str], str] | None = None  # masks known secrets in error events of streams
 
 
 Resolve = Callable[[ChatRequest], Route]
@@ -75,7 +76,7 @@ async def handle_chat(
         if session_id and services.sessions is not None:
             body = {**body, "messages": [*services.sessions.history(session_id, record.principal), *sent]}
         turn = _Turn(services.sessions, session_id, record.principal, sent) if session_id else None
-        return await answer(route, parsed, body, record, services.registry, turn)
+        return await answer(route, parsed, body, record, services, turn)
     except RouterError as error:
         record.retries = error.retries
         record.finish(error.status, error)
@@ -134,14 +135,14 @@ async def answer(
     request: ChatRequest,
     body: dict[str, Any],
     record: RequestRecord,
-    registry: Registry,
+    services: ChatServices,
     turn: _Turn | None = None,
 ) -> ASGIResponse:
     """The response for `request` on `route` (or on one of its fallbacks)."""
     collect = turn is not None
     if request.stream:
         (stream, first), lease = await dispatch(
-            route, request, body, record.request_id, registry, _open_stream, collect_text=collect
+            route, request, body, record.request_id, services.registry, _open_stream, collect_text=collect
         )
         record.first_token_at = time.perf_counter()
         headers = _served_by(lease, record)
@@ -154,9 +155,9 @@ async def answer(
                 turn.close(stream.stats, interrupted=error is not None)
                 turn.sessions = None  # once
 
-        return SSEResponse(stream, first, lease.route.config.policy, on_end, headers)
+        return SSEResponse(stream, first, lease.route.config.policy, on_end, headers, services.redact)
     (data, stats), lease = await dispatch(
-        route, request, body, record.request_id, registry, _complete, collect_text=collect
+        route, request, body, record.request_id, services.registry, _complete, collect_text=collect
     )
     lease.finish(None)
     headers = _served_by(lease, record)

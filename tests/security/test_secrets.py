@@ -124,6 +124,16 @@ def test_no_secret_appears_in_any_output(
             )
             fake_openai.reset()
 
+            # the same, after the stream started: the final error event is masked too
+            fake_openai.set_behaviour("error_line", after=2, message=f"rejected key {UPSTREAM_KEY}")
+            fake_openai.chunk_delay = 0.05
+            with http.stream("POST", "/chat/local", json={**chat, "stream": True}, headers=alice) as stream:
+                events = [line for line in stream.iter_lines() if line.startswith("data: ")]
+            outputs.append("\n".join(events))
+            assert "rejected key [REDACTED]" in events[-1]
+            fake_openai.reset()
+            fake_openai.chunk_delay = 0.0
+
             # an upstream that is down: the error names its URL, which carries a password
             fake_ollama.go_down()
             down = keep(http.post("/chat/qwen3", json=chat, headers=alice))
