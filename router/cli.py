@@ -67,8 +67,11 @@ def _routes(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from router.security.redact import Redactor, config_secrets
+
     old, new = _load_or_exit(args.old), _load_or_exit(args.new)
-    lines = diff_configs(old, new)
+    redact = Redactor(config_secrets(old) | config_secrets(new))  # diffs land in CI logs: no secrets there
+    lines = [redact(line) for line in diff_configs(old, new)]
     print("\n".join(lines) if lines else "no change")
     return 0
 

@@ -260,6 +260,28 @@ def test_router_diff_prints_what_a_reload_would_change(tmp_path: Path, fake_open
     assert "- route /chat/gone (smollm2)" in lines
     assert "+ route /chat/added (smollm2)" in lines
     assert "~ route /chat/a: policy.timeout: 5.0 -> 42.0" in lines
+    secret_old, secret_new = tmp_path / "secret-old.yaml", tmp_path / "secret-new.yaml"
+    for path, token in ((secret_old, "tok-old-123456"), (secret_new, "tok-new-654321")):
+        path.write_text(
+            table(
+                {
+                    "local": {
+                        "type": "openai",
+                        "base_url": fake_openai.base_url,
+                        "headers": {"X-Api-Token": token},
+                    }
+                },
+                [{"path": "/chat/a", "model": "smollm2", "upstream": "local"}],
+            )
+        )
+    rotated = subprocess.run(
+        [sys.executable, "-m", "router", "diff", str(secret_old), str(secret_new)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "X-Api-Token" in rotated.stdout
+    assert "tok-old" not in rotated.stdout and "tok-new" not in rotated.stdout
     same = subprocess.run(
         [sys.executable, "-m", "router", "diff", str(old), str(old)],
         capture_output=True,
