@@ -133,6 +133,12 @@ class Reloader:
                 await task
         self._tasks.clear()
 
+    def _concerns_the_file(self, change: watchfiles.Change, path: str) -> bool:
+        """Changes to the file itself, or to a ConfigMap's `..data` link and `..<timestamp>` folders; the
+        rest of the directory (logs, other tables, editor swap files) does not wake the reloader."""
+        name = Path(path).name
+        return name == self.path.name or name.startswith("..")
+
     def _on_sighup(self) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(self._reload_logged("SIGHUP")))
 
@@ -145,7 +151,7 @@ class Reloader:
             try:
                 async for _ in watchfiles.awatch(
                     directory,
-                    watch_filter=None,
+                    watch_filter=self._concerns_the_file,
                     debounce=_DEBOUNCE_MS,
                     step=50,  # how often the watcher thread wakes: cheap enough idle, quick enough on save
                     recursive=False,

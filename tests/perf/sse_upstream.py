@@ -1,0 +1,103 @@
+"""A minimal, fast OpenAI-compatible streaming upstream for the benchmark (raw asyncio + uvloop).
+
+POST /v1/chat/completions answers with N `chat.completion.chunk` events then `data: [DONE]`, each event
+its own HTTP chunk and its own socket write, on a keep-alive connection. Model `paced` waits PACE seconds
+between events, as a model generating tokens would; any other model sends them as fast as it can
+(yielding to the loop between events). Every event carries `sent_at`, the sender's time.perf_counter()
+(CLOCK_MONOTONIC, shared by all processes), so a client can tell how long each chunk took to reach it.
+GET /v1/models lists both models so health checks pass. Events are pre-encoded but for the time stamp:
+the upstream must cost far less than the router it is measured against.
+
+python -m tests.perf.sse_upstream --port 9001 --chunks 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import uvloop
+
+PACE = 0.002
+
+
+def _tails(chunks: int) -> list[bytes]:
+    """Each event after its `data: {"sent_at":T` head."""
+    tails = []
+    for i in range(chunks):
+        last = i == chunks - 1
+        chunk = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1700000000,
+            "model": "stream",
+            "choices": [
+                {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": "stop" if last else None}
+            ],
+        }
+        tails.append(b"," + json.dumps(chunk, separators=(",", ":")).encode()[1:] + b"\n\n")
+    return tails
+
+
+def _response(status: str, content_type: str, body: bytes) -> bytes:
+    head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+DONE = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
+MODELS = _response(
+    "200 OK",
+    "application/json",
+    json.dumps({"object": "list", "data": [{"id": "stream"}, {"id": "paced"}]}).encode(),
+)
+NOT_FOUND = _response("404 Not Found", "text/plain", b"not found")
+
+
+async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tails: list[bytes]) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, _, headers = head.partition(b"\r\n")
+            length = 0
+            for line in headers.lower().split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line[15:])
+            body = await reader.readexactly(length) if length else b"{}"
+            if request_line.startswith(b"POST /v1/chat/completions "):
+                pace = PACE if json.loads(body).get("model") == "paced" else 0
+                writer.write(STREAM_HEAD)
+                for tail in tails:
+                    event = b'data: {"sent_at":%.6f' % time.perf_counter() + tail
+                    writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    await writer.drain()
+                    await asyncio.sleep(pace)
+                writer.write(DONE)
+            elif request_line.startswith(b"GET /v1/models "):
+                writer.write(MODELS)
+            else:
+                writer.write(NOT_FOUND)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port: int, chunks: int) -> None:
+    tails = _tails(chunks)
+    server = await asyncio.start_server(lambda r, w: _serve(r, w, tails), "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunks", type=int, default=200)
+    args = parser.parse_args()
+    uvloop.run(main(args.port, args.chunks))
