@@ -22,7 +22,7 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from router import __version__
-from router.api.chat import ChatServices, handle_chat
+from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import EXCEPTION_HANDLERS
 from router.api.request import ChatRequest
 from router.api.web import web_handlers
@@ -70,14 +70,45 @@ def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
 
-def route_handler(route: Route, services: ChatServices) -> HTTPRouteHandler:
-    """The POST handler serving one table entry."""
+OPENAI_CHAT_PATH = "/v1/chat/completions"
 
+
+def chat_resolvers(table: RouteTable) -> dict[str, Resolve]:
+    """For each chat path, how a request finds its route: fixed for a route's own path, by `model` on
+    `/v1/chat/completions`. Shared by the app's handlers and the fast path, so both answer alike."""
+    resolvers: dict[str, Resolve] = {route.path: _fixed(route) for route in table.routes}
+    resolvers[OPENAI_CHAT_PATH] = _by_model(table)
+    return resolvers
+
+
+def _fixed(route: Route) -> Resolve:
     def this_route(_: ChatRequest) -> Route:
         return route
 
+    return this_route
+
+
+def _by_model(table: RouteTable) -> Resolve:
+    def by_model(parsed: ChatRequest) -> Route:
+        if not parsed.model:
+            raise InvalidRequest(
+                "`model` is required here: give a route name; GET /v1/models lists them", param="model"
+            )
+        route = table.by_model.get(parsed.model)
+        if route is None:
+            raise NotFound(
+                f"no route or model named {parsed.model!r}; GET /v1/models lists them", param="model"
+            )
+        return route
+
+    return by_model
+
+
+def route_handler(route: Route, services: ChatServices, resolve: Resolve) -> HTTPRouteHandler:
+    """The POST handler serving one table entry."""
+
     async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await handle_chat(request, services, this_route)
+        return await handle_chat(request, services, resolve)
 
     upstreams = ", ".join(r.upstream.name for r in route.replicas)
     return post(
@@ -92,7 +123,7 @@ def route_handler(route: Route, services: ChatServices) -> HTTPRouteHandler:
     )(chat)
 
 
-def openai_handlers(table: RouteTable, services: ChatServices) -> list[HTTPRouteHandler]:
+def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve) -> list[HTTPRouteHandler]:
     """`/v1/chat/completions` (a route chosen by `model`) and `/v1/models`, for unmodified OpenAI clients."""
     created = int(time.time())
     models = {
@@ -120,20 +151,8 @@ def openai_handlers(table: RouteTable, services: ChatServices) -> list[HTTPRoute
             body = visible[allowed] = msgspec.json.encode({"object": "list", "data": data})
         return body
 
-    def by_model(parsed: ChatRequest) -> Route:
-        if not parsed.model:
-            raise InvalidRequest(
-                "`model` is required here: give a route name; GET /v1/models lists them", param="model"
-            )
-        route = table.by_model.get(parsed.model)
-        if route is None:
-            raise NotFound(
-                f"no route or model named {parsed.model!r}; GET /v1/models lists them", param="model"
-            )
-        return route
-
     @post(
-        "/v1/chat/completions",
+        OPENAI_CHAT_PATH,
         operation_id="chat_completions",
         tags=["openai"],
         operation_class=ChatOperation,
@@ -178,13 +197,15 @@ def create_app(
     services: ChatServices,
     extra_handlers: Sequence[Any] = (),
     redact: Callable[[str], str] | None = None,
+    resolvers: dict[str, Resolve] | None = None,
 ) -> Litestar:
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
 
     `redact` masks known secrets in error messages (an upstream may echo its key in an error body).
     """
-    handlers: list[Any] = [route_handler(route, services) for route in table.routes]
-    handlers += openai_handlers(table, services)
+    resolvers = resolvers or chat_resolvers(table)
+    handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
+    handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])
     handlers += probe_handlers(table)
     handlers += web_handlers()
     handlers += list(extra_handlers)

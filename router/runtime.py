@@ -18,11 +18,12 @@ from litestar import Litestar
 
 from router.api.admin import admin_handlers
 from router.api.chat import ChatServices
+from router.api.fastpath import ChatFastPath
 from router.api.metrics import metrics_handlers
 from router.api.middleware import RequestIdMiddleware
 from router.api.sessions import session_handlers
 from router.api.status import status_handlers
-from router.app import create_app
+from router.app import chat_resolvers, create_app
 from router.config import RouterConfig
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
 from router.probing import Prober
@@ -42,6 +43,7 @@ class Loaded:
     table: RouteTable
     app: Litestar
     loaded_at: float
+    fast: ChatFastPath | None = None  # chat requests without the framework; None when CORS is on
 
 
 class Runtime:
@@ -106,8 +108,12 @@ class Runtime:
             *metrics_handlers(self.metrics, access),
             *session_handlers(self.sessions, access),
         ]
-        app = create_app(table, services, extra, redact=self.redactor)
-        loaded = Loaded(table=table, app=app, loaded_at=time.time())
+        resolvers = chat_resolvers(table)
+        app = create_app(table, services, extra, redact=self.redactor, resolvers=resolvers)
+        fast = None
+        if not config.server.cors_allowed_origins:  # CORS headers are the app's job: let it see every request
+            fast = ChatFastPath(resolvers, services, config.server.max_body_bytes, self.redactor)
+        loaded = Loaded(table=table, app=app, loaded_at=time.time(), fast=fast)
         self.current, self.access = loaded, access
         self.metrics.prepare(table)
         self.prober.sync(self.registry.health_checks())
@@ -144,6 +150,12 @@ class Runtime:
     async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
         loaded = self.current
         assert loaded is not None, "the runtime serves requests only after startup"
+        fast = loaded.fast
+        if fast is not None and scope["type"] == "http":
+            resolve = fast.match(scope)
+            if resolve is not None:
+                await fast.serve(scope, receive, send, resolve)
+                return
         await loaded.app(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

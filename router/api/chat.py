@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from litestar import Request
 from litestar.response.base import ASGIResponse
 
 from router.api.middleware import request_id_of
@@ -59,8 +58,17 @@ class ChatServices:
 Resolve = Callable[[ChatRequest], Route]
 
 
+class Incoming(Protocol):
+    """What answering needs of an HTTP request: Litestar's `Request`, or the fast path's bare one."""
+
+    @property
+    def scope(self) -> Any: ...
+
+    async def body(self) -> bytes: ...
+
+
 async def handle_chat(
-    request: Request[Any, Any, Any], services: ChatServices, resolve: Resolve
+    request: Incoming, services: ChatServices, resolve: Resolve
 ) -> ASGIResponse:
     """The whole life of a chat request up to its response; the record is finished on every path."""
     scope = request.scope
