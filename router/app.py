@@ -7,6 +7,7 @@ call domain code. A reload builds a new app for the new table; `router.server` s
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -179,6 +180,7 @@ def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
         "routes": len(table.routes),
         "config": table.config.source,
         "config_sha256": table.config.sha256,
+        "pid": os.getpid(),  # which worker answered, when several serve one port
     }
 
     @get("/healthz", operation_id="healthz", tags=["ops"], summary="The process is alive")

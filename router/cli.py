@@ -37,7 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     if refusal:
         print(refusal, file=sys.stderr)
         return 1
-    serve(config, args.config, host=args.host, port=args.port, watch=not args.no_watch)
+    serve(config, args.config, host=args.host, port=args.port, watch=not args.no_watch, workers=args.workers)
     return 0
 
 
@@ -85,6 +85,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=DEFAULT_FILE, help="routing table (default: ./routes.yaml)")
     serve.add_argument("--host", help="listen address (overrides server.host)")
     serve.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    serve.add_argument("--workers", type=int, help="worker processes (overrides server.workers)")
     serve.add_argument(
         "--no-watch",
         action="store_true",

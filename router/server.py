@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import uvicorn
 
-from router.config import RouterConfig
+from router.config import RouterConfig, load_config
 from router.runtime import Runtime
 from router.security import unauthenticated_warning
 from router.security.limits import MAX_HEADER_BYTES, BoundedHttpToolsProtocol
 
 log = logging.getLogger("router.server")
+
+
+def _options(log_level: str, own_logging: bool) -> dict[str, Any]:
+    """Settings shared by the single-process and the multi-worker server."""
+    return {
+        "loop": "uvloop",
+        "http": BoundedHttpToolsProtocol,
+        "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 10,
+        "server_header": False,
+        **({"log_config": None} if own_logging else {}),
+    }
 
 
 def uvicorn_config(
@@ -23,21 +39,7 @@ def uvicorn_config(
     The request head is bounded (`MAX_HEADER_BYTES`, 431 beyond it) for both HTTP implementations.
     `own_logging` leaves logging alone: the router's own log then carries uvicorn's messages too.
     """
-    extra: dict[str, Any] = {"log_config": None} if own_logging else {}
-    return uvicorn.Config(
-        app=runtime,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http=BoundedHttpToolsProtocol,
-        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
-        **extra,
-        lifespan="on",
-        access_log=False,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
-        server_header=False,
-    )
+    return uvicorn.Config(app=runtime, host=host, port=port, **_options(log_level, own_logging))
 
 
 def serve(
@@ -46,16 +48,43 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     watch: bool = True,
+    workers: int | None = None,
 ) -> None:
-    """Serve `config` until interrupted, reloading it when `config_path` changes."""
+    """Serve `config` until interrupted, reloading it when `config_path` changes.
+
+    With more than one worker (`server.workers` or `--workers`), uvicorn runs that many processes on one
+    listening socket, each a whole router of its own (its own pools, probes and breakers) that watches
+    and reloads the file by itself; SIGHUP to the parent restarts the workers one by one, gracefully.
+    """
+    host = host or config.server.host
+    port = port or config.server.port
+    workers = workers or config.server.workers
+    warning = unauthenticated_warning(config, host)
+    if workers > 1 and config_path is not None:
+        os.environ[_CONFIG_ENV] = os.path.abspath(config_path)
+        os.environ[_WATCH_ENV] = "1" if watch else "0"
+        if warning:
+            log.warning("%s", warning)
+        options = _options(config.logging.level, own_logging=False)
+        uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, **options)
+        return
     runtime = Runtime(config, config_path, watch=watch)
     runtime.logs.install_stdlib()  # one format, one destination: `logging:` in the table
-    host = host or config.server.host
-    warning = unauthenticated_warning(config, host)
     if warning:
         log.warning("%s", warning)
-    level = config.logging.level
     server = uvicorn.Server(
-        uvicorn_config(runtime, host, port or config.server.port, log_level=level, own_logging=True)
+        uvicorn_config(runtime, host, port, log_level=config.logging.level, own_logging=True)
     )
     server.run()
+
+
+_CONFIG_ENV = "ROUTER_CONFIG"
+_WATCH_ENV = "ROUTER_WATCH"
+
+
+def worker_app() -> Runtime:
+    """The app of one worker process (uvicorn's factory): the table named by the parent, loaded anew."""
+    path = os.environ[_CONFIG_ENV]
+    runtime = Runtime(load_config(path), path, watch=os.environ.get(_WATCH_ENV, "1") == "1")
+    runtime.logs.install_stdlib()
+    return runtime

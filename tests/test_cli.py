@@ -102,3 +102,40 @@ def test_routes_prints_the_table(tmp_path: Path) -> None:
     header, row = result.stdout.splitlines()
     assert header.split()[:4] == ["PATH", "NAME", "MODEL", "UPSTREAMS"]
     assert row.split()[:5] == ["/chat/qwen3", "qwen3", "qwen3:32b", "a", "7s"]
+
+
+def test_serve_with_workers_runs_several_processes_on_one_port(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        table(
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [*ROUTER, "serve", "--config", str(config), "--port", str(port), "--workers", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, f"only saw workers {pids}"
+            try:
+                with httpx.Client() as fresh:  # a new connection each time, so the kernel may pick either
+                    pids.add(fresh.get(url + "/readyz").json()["pid"])
+                    answer = fresh.post(
+                        url + "/chat/local", json={"messages": [{"role": "user", "content": "x"}]}
+                    )
+                    assert answer.status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert process.pid not in pids  # the parent supervises; the workers answer
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)

@@ -216,6 +216,13 @@ class StructuredLog(Observer):
         bad = fields.get("new") in _BAD_NEWS or fields.get("ok") is False
         method = self.logger.warning if bad else self.logger.info
         method(kind, **{key: _redacted(value, self.redact) for key, value in fields.items()})
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write out at once: only request lines wait for the end of the loop's turn, rarer lines (events,
+        the standard library's, the last words before exit) must not be lost to a process that stops."""
+        if self._sink is not None:
+            self._sink.flush()
 
     def stdlib_record(self, record: logging.LogRecord) -> None:
         """Write one standard-library record."""
@@ -224,6 +231,7 @@ class StructuredLog(Observer):
             fields["exception"] = self.redact("".join(traceback.format_exception(*record.exc_info)))
         method = getattr(self.logger, _STDLIB_METHODS.get(record.levelno, "info"))
         method(self.redact(record.getMessage()), **fields)
+        self._flush()
 
 
 def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
