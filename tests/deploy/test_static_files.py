@@ -3,7 +3,6 @@ the two commands of the README checked for what CI relies on."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -186,12 +185,9 @@ def test_model_path_names_the_shipped_gguf_file() -> None:
 
 def test_setup_is_quick_and_quiet_when_already_done() -> None:
     stamp = ROOT / ".venv" / ".setup-stamp"
-    inputs = b"".join(
-        (ROOT / name).read_bytes()
-        for name in ("pyproject.toml", "deploy/local/requirements.txt", "deploy/local/setup.sh")
-    )
-    if not stamp.exists() or stamp.read_text().strip() != hashlib.sha256(inputs).hexdigest():
+    if not stamp.exists():
         pytest.skip("set-up is not done for this checkout: run deploy/local/setup.sh (tests/run.sh does)")
+    subprocess.run(["bash", str(ROOT / "deploy" / "local" / "setup.sh")], capture_output=True, timeout=900)
     started = time.monotonic()
     done = subprocess.run(
         ["bash", str(ROOT / "deploy" / "local" / "setup.sh")], capture_output=True, text=True, timeout=120

@@ -99,7 +99,9 @@ async def test_ollama_stream_is_ndjson_and_default(
     assert last["done_reason"] == "stop" and last["eval_count"] == 5 and last["prompt_eval_count"] == 2
     for key in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration", "created_at"):
         assert key in last
-    assert fake_ollama.completed_streams == 1
+    await fake_ollama.async_wait_for(
+        lambda: fake_ollama.completed_streams == 1
+    )  # the handler may finish just after the client
     assert fake_ollama.last_request.json == body
 
 
@@ -111,7 +113,9 @@ async def test_ollama_non_stream_and_num_predict(
         data = await r.json()
     assert data["done"] is True and data["done_reason"] == "length" and data["eval_count"] == 2
     assert data["message"] == {"role": "assistant", "content": "tok0 tok1"}
-    assert fake_ollama.completed_streams == 0 and fake_ollama.completed_requests == 1
+    await fake_ollama.async_wait_for(
+        lambda: fake_ollama.completed_streams == 0 and fake_ollama.completed_requests == 1
+    )  # the handler may finish just after the client
 
 
 async def test_ollama_probes_and_unknown_model(
@@ -242,7 +246,9 @@ async def test_malformed_line_then_continues(fake: FakeUpstream, session: aiohtt
     assert "not json" in frames[head + 2]
     good = frames[: head + 2] + frames[head + 3 :]
     assert content_of(fake, parse_stream(fake, "\n\n".join(good) + "\n\n")) == "tok0 tok1 tok2 tok3 tok4"
-    assert fake.completed_streams == 1
+    await fake.async_wait_for(
+        lambda: fake.completed_streams == 1
+    )  # the handler may finish just after the client
     async with session.post(chat_url(fake), json=chat_body(fake, False)) as r:
         with pytest.raises(ValueError):
             json.loads(await r.read())
@@ -333,7 +339,9 @@ async def test_disconnect_recorded_and_completed_counted(
     fake.chunk_delay = 0
     async with session.post(chat_url(fake), json=chat_body(fake, True)) as r:
         await r.read()
-    assert fake.completed_streams == 1 and fake.disconnects == 1
+    await fake.async_wait_for(
+        lambda: fake.completed_streams == 1 and fake.disconnects == 1
+    )  # the handler may finish just after the client
 
 
 async def test_fail_n_times_then_normal(fake: FakeUpstream, session: aiohttp.ClientSession) -> None:
@@ -373,7 +381,9 @@ async def test_concurrency_is_recorded(fake: FakeUpstream, session: aiohttp.Clie
             await r.read()
 
     await asyncio.gather(one(), one(), one())
-    assert fake.max_in_flight == 3 and fake.in_flight == 0 and fake.completed_streams == 3
+    # the client may hold the whole answer a moment before the fake's handler has returned
+    await fake.async_wait_for(lambda: fake.in_flight == 0 and fake.completed_streams == 3)
+    assert fake.max_in_flight == 3
     request = fake.requests[0]
     assert request.method == "POST" and request.path == fake.chat_path
     assert request.headers["content-type"] == "application/json" and request.json["model"] == fake.models[0]
