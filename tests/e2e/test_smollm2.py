@@ -134,7 +134,7 @@ def test_real_model_streams_token_by_token_through_the_router(client: openai.Ope
         usage = chunk.usage or usage
     assert len([p for p in pieces if p]) > 3, "the answer did not arrive in pieces"
     assert "".join(pieces).strip()
-    assert finish in ("stop", "length")
+    assert finish in ("stop", "length"), f"no finish_reason after {len(pieces)} pieces: {pieces!r}"
     # llama-cpp-python's server ignores stream_options.include_usage; when it reports usage, it must be sane
     assert usage is None or usage.completion_tokens > 0
 
