@@ -9,7 +9,7 @@ closes it, a failure re-opens it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,7 +21,6 @@ from tests.chaos import (
     one_route,
     post,
     replica,
-    router_starter,
     stream,
     timer,
 )
@@ -31,19 +30,7 @@ from tests.support.router_server import RunningRouter
 Start = Callable[..., RunningRouter]
 
 
-@pytest.fixture
-def start_router() -> Iterator[Start]:
-    """`start_router(yaml_text)` starts a real router on loopback (see `router_starter`)."""
-    yield from router_starter()
-
-
 NO_RETRY = {"max_retries": 0}  # one request = one upstream call, so the counts below are exact
-
-
-@pytest.fixture(params=["ollama", "openai"])
-def fake(request: pytest.FixtureRequest) -> FakeUpstream:
-    """Each test runs against both dialects."""
-    return request.getfixturevalue(f"fake_{request.param}")  # type: ignore[no-any-return]
 
 
 def start(

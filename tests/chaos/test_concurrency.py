@@ -6,10 +6,8 @@ model server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-
-import pytest
 
 from tests.chaos import (
     SLACK,
@@ -18,7 +16,6 @@ from tests.chaos import (
     one_route,
     post,
     replica,
-    router_starter,
     stream,
     timer,
 )
@@ -26,18 +23,6 @@ from tests.fakes import FakeUpstream, wait_for
 from tests.support.router_server import RunningRouter
 
 Start = Callable[..., RunningRouter]
-
-
-@pytest.fixture
-def start_router() -> Iterator[Start]:
-    """`start_router(yaml_text)` starts a real router on loopback (see `router_starter`)."""
-    yield from router_starter()
-
-
-@pytest.fixture(params=["ollama", "openai"])
-def fake(request: pytest.FixtureRequest) -> FakeUpstream:
-    """Each test runs against both dialects."""
-    return request.getfixturevalue(f"fake_{request.param}")  # type: ignore[no-any-return]
 
 
 def test_queue_full_is_429_and_the_limit_holds(fake: FakeUpstream, start_router: Start) -> None:

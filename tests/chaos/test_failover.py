@@ -19,7 +19,6 @@ from tests.chaos import (
     error_of,
     health_state,
     post,
-    router_starter,
     stream,
     timer,
     upstream,
@@ -29,12 +28,6 @@ from tests.fakes import FakeOllama, FakeOpenAI, FakeUpstream, wait_for
 from tests.support.router_server import RunningRouter, table
 
 Start = Callable[..., RunningRouter]
-
-
-@pytest.fixture
-def start_router() -> Iterator[Start]:
-    """`start_router(yaml_text)` starts a real router on loopback (see `router_starter`)."""
-    yield from router_starter()
 
 
 @pytest.fixture(params=["ollama", "openai"])

@@ -7,7 +7,7 @@ another attempt may help); after it, the stream ends with a final `data: {"error
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -17,7 +17,6 @@ from tests.chaos import (
     error_of,
     one_route,
     post,
-    router_starter,
     stream,
     timer,
 )
@@ -27,19 +26,7 @@ from tests.support.router_server import RunningRouter, table
 Start = Callable[..., RunningRouter]
 
 
-@pytest.fixture
-def start_router() -> Iterator[Start]:
-    """`start_router(yaml_text)` starts a real router on loopback (see `router_starter`)."""
-    yield from router_starter()
-
-
 RETRIES = 2  # the test tables' max_retries: a retried failure reaches the upstream 1 + 2 times
-
-
-@pytest.fixture(params=["ollama", "openai"])
-def fake(request: pytest.FixtureRequest) -> FakeUpstream:
-    """Each test runs against both dialects."""
-    return request.getfixturevalue(f"fake_{request.param}")  # type: ignore[no-any-return]
 
 
 def start(start_router: Start, fake: FakeUpstream, **defaults: object) -> RunningRouter:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,7 +25,6 @@ from tests.chaos import (
     one_route,
     post,
     replica,
-    router_starter,
     status,
     timer,
     upstream,
@@ -37,20 +36,8 @@ from tests.support.router_server import RunningRouter, table
 Start = Callable[..., RunningRouter]
 
 
-@pytest.fixture
-def start_router() -> Iterator[Start]:
-    """`start_router(yaml_text)` starts a real router on loopback (see `router_starter`)."""
-    yield from router_starter()
-
-
 LISTING = {"ollama": "/api/tags", "openai": "/v1/models"}
 LIVENESS = {"ollama": "/api/version", "openai": "/health"}
-
-
-@pytest.fixture(params=["ollama", "openai"])
-def fake(request: pytest.FixtureRequest) -> FakeUpstream:
-    """Each test runs against both dialects."""
-    return request.getfixturevalue(f"fake_{request.param}")  # type: ignore[no-any-return]
 
 
 def health(**overrides: Any) -> dict[str, Any]:

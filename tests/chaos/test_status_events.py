@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from tests.chaos import (
     FAST_HEALTH,
@@ -15,7 +13,6 @@ from tests.chaos import (
     model_of,
     one_route,
     post,
-    router_starter,
     status,
     upstream,
     wait_health,
@@ -24,18 +21,6 @@ from tests.fakes import FakeUpstream, wait_for
 from tests.support.router_server import RunningRouter, table
 
 Start = Callable[..., RunningRouter]
-
-
-@pytest.fixture
-def start_router() -> Iterator[Start]:
-    """`start_router(yaml_text)` starts a real router on loopback (see `router_starter`)."""
-    yield from router_starter()
-
-
-@pytest.fixture(params=["ollama", "openai"])
-def fake(request: pytest.FixtureRequest) -> FakeUpstream:
-    """Each test runs against both dialects."""
-    return request.getfixturevalue(f"fake_{request.param}")  # type: ignore[no-any-return]
 
 
 def test_status_document(fake: FakeUpstream, start_router: Start) -> None:
