@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The router's benchmark in one command: installs wrk and nginx (Debian) if missing, then runs
 # `python -m tests.perf` (see tests/perf/__main__.py), which prints the table and writes tests/perf/results.md.
-#   bash tests/perf/run.sh             # about 2 minutes
-#   bash tests/perf/run.sh --profile   # plus py-spy profiles of the router under load (installs py-spy)
+# LiteLLM (pinned) goes into its own virtualenv, tests/perf/.litellm-venv; if that fails, its rows say why.
+#   bash tests/perf/run.sh                # about 5 minutes (plus about 1 minute for LiteLLM's first install)
+#   bash tests/perf/run.sh --no-litellm   # without LiteLLM (nor its install)
+#   bash tests/perf/run.sh --no-hold      # without holding 2,000 slow streams
+#   bash tests/perf/run.sh --profile      # plus py-spy profiles of the router under load (installs py-spy)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -20,6 +23,20 @@ fi
 if [[ " $* " == *" --profile "* ]] && [[ ! -x .venv/bin/py-spy ]]; then
     .venv/bin/pip install -q py-spy
 fi
+
+LITELLM_PIN="litellm[proxy]==1.106.2"
+venv=tests/perf/.litellm-venv
+if [[ " $* " != *" --no-litellm "* ]] \
+    && ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('litellm') == '${LITELLM_PIN#*==}'" 2>/dev/null; then
+    echo "installing $LITELLM_PIN into $venv (pip) ..."
+    if ! { python3 -m venv "$venv" && timeout 300 "$venv/bin/pip" install -q "$LITELLM_PIN"; } >"$venv.log" 2>&1; then
+        export LITELLM_UNAVAILABLE="pip install $LITELLM_PIN failed: $(grep -v '^WARNING' "$venv.log" | tail -1)"
+        echo "$LITELLM_UNAVAILABLE (going on without it)"
+    fi
+fi
+
+# 2,000 held streams need thousands of open files: raise the limit as far as allowed.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 
 # The Python side stops everything it started on exit; this trap makes sure it exits when we do.
 export PERF_COMMAND="bash tests/perf/run.sh $*"

@@ -3,9 +3,11 @@
 POST /v1/chat/completions answers with N `chat.completion.chunk` events then `data: [DONE]`, each event
 its own HTTP chunk and its own socket write, on a keep-alive connection. Model `paced` waits PACE seconds
 between events, as a model generating tokens would; any other model sends them as fast as it can
-(yielding to the loop between events). Every event carries `sent_at`, the sender's time.perf_counter()
-(CLOCK_MONOTONIC, shared by all processes), so a client can tell how long each chunk took to reach it.
-GET /v1/models lists both models so health checks pass. Events are pre-encoded but for the time stamp:
+(yielding to the loop between events); model `slow` sends only the last SLOW_CHUNKS events, SLOW_PACE
+seconds apart (for holding many open streams). Every event's content starts with `@` and the sender's
+time.perf_counter() (CLOCK_MONOTONIC, shared by all processes), so a client can tell how long each chunk
+took to reach it; it is in the content so that proxies which rebuild the events (LiteLLM) keep it.
+GET /v1/models lists the models so health checks pass. Events are pre-encoded but for the time stamp:
 the upstream must cost far less than the router it is measured against.
 
 python -m tests.perf.sse_upstream --port 9001 --chunks 200
@@ -21,11 +23,13 @@ import time
 import uvloop
 
 PACE = 0.002
+SLOW_PACE, SLOW_CHUNKS = 1.0, 10
+STAMP = b'"content":"@'  # then the time stamp, then the rest of the event
 
 
-def _tails(chunks: int) -> list[bytes]:
-    """Each event after its `data: {"sent_at":T` head."""
-    tails = []
+def _events(chunks: int) -> list[tuple[bytes, bytes]]:
+    """Each event split around its time stamp: (head, tail)."""
+    events = []
     for i in range(chunks):
         last = i == chunks - 1
         chunk = {
@@ -34,11 +38,12 @@ def _tails(chunks: int) -> list[bytes]:
             "created": 1700000000,
             "model": "stream",
             "choices": [
-                {"index": 0, "delta": {"content": f"tok{i} "}, "finish_reason": "stop" if last else None}
+                {"index": 0, "delta": {"content": f"@ tok{i} "}, "finish_reason": "stop" if last else None}
             ],
         }
-        tails.append(b"," + json.dumps(chunk, separators=(",", ":")).encode()[1:] + b"\n\n")
-    return tails
+        head, _, tail = json.dumps(chunk, separators=(",", ":")).encode().partition(STAMP)
+        events.append((b"data: " + head + STAMP, tail + b"\n\n"))
+    return events
 
 
 def _response(status: str, content_type: str, body: bytes) -> bytes:
@@ -54,12 +59,14 @@ DONE = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
 MODELS = _response(
     "200 OK",
     "application/json",
-    json.dumps({"object": "list", "data": [{"id": "stream"}, {"id": "paced"}]}).encode(),
+    json.dumps({"object": "list", "data": [{"id": "stream"}, {"id": "paced"}, {"id": "slow"}]}).encode(),
 )
 NOT_FOUND = _response("404 Not Found", "text/plain", b"not found")
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tails: list[bytes]) -> None:
+async def _serve(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, events: list[tuple[bytes, bytes]]
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -70,10 +77,11 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tai
                     length = int(line[15:])
             body = await reader.readexactly(length) if length else b"{}"
             if request_line.startswith(b"POST /v1/chat/completions "):
-                pace = PACE if json.loads(body).get("model") == "paced" else 0
+                model = json.loads(body).get("model")
+                pace = {"paced": PACE, "slow": SLOW_PACE}.get(model, 0)
                 writer.write(STREAM_HEAD)
-                for tail in tails:
-                    event = b'data: {"sent_at":%.6f' % time.perf_counter() + tail
+                for head, tail in events[-SLOW_CHUNKS:] if model == "slow" else events:
+                    event = head + b"%.6f" % time.perf_counter() + tail
                     writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                     await writer.drain()
                     await asyncio.sleep(pace)
@@ -89,8 +97,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tai
 
 
 async def main(port: int, chunks: int) -> None:
-    tails = _tails(chunks)
-    server = await asyncio.start_server(lambda r, w: _serve(r, w, tails), "127.0.0.1", port, backlog=1024)
+    events = _events(chunks)
+    server = await asyncio.start_server(lambda r, w: _serve(r, w, events), "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
 

@@ -1,11 +1,13 @@
 """Streaming load client: N streamed chat completions, C at a time; prints one JSON line of figures.
 
 Per stream it records the time to the first event (TTFT) and to `data: [DONE]`; per chunk, its delay:
-when it reached the client minus the `sent_at` the upstream stamped in it (both time.perf_counter(),
+when it reached the client minus the time the upstream stamped in its content (both time.perf_counter(),
 CLOCK_MONOTONIC, shared across processes). A stream without exactly the expected chunks then [DONE] is
 an error.
 
 python -m tests.perf.stream_client URL --streams 50 --concurrency 1 --chunks 200 [--model paced] [--seconds S]
+python -m tests.perf.stream_client URL --hold --streams 2000 --chunks 10 --model slow
+  (--hold: open all streams at once; count the most open at a time and the ones that did not end right)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import aiohttp
 import uvloop
 
-SENT_AT = b'"sent_at":'
+from tests.perf.sse_upstream import STAMP
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -41,11 +43,11 @@ async def one_stream(
             now = time.perf_counter()
             *events, rest = (rest + data).split(b"\n\n")
             for event in events:
-                at = event.find(SENT_AT)
+                at = event.find(STAMP)
                 if at >= 0:
                     ttft = ttft or now - started
                     chunks += 1
-                    delays.append(now - float(event[at + len(SENT_AT) : event.index(b",", at)]))
+                    delays.append(now - float(event[at + len(STAMP) : event.index(b" ", at)]))
                 elif event == b"data: [DONE]":
                     done = True
     total = time.perf_counter() - started
@@ -90,6 +92,38 @@ async def run(
     }
 
 
+async def hold(url: str, model: str, key: str, streams: int, chunks: int) -> dict[str, float]:
+    """Open `streams` streams at once; the most open at a time, and how many did not end with [DONE]."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Count slowly."}], "stream": True}
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    open_now = peak = dropped = 0
+
+    async def one(session: aiohttp.ClientSession) -> None:
+        nonlocal open_now, peak, dropped
+        try:
+            async with session.post(url, json=body) as response:
+                open_now += 1
+                peak = max(peak, open_now)
+                try:
+                    data = await response.read()
+                finally:
+                    open_now -= 1
+            if (
+                response.status != 200
+                or data.count(STAMP) != chunks
+                or not data.endswith(b"data: [DONE]\n\n")
+            ):
+                dropped += 1
+        except (TimeoutError, aiohttp.ClientError):
+            dropped += 1
+
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
+        await asyncio.gather(*(one(session) for _ in range(streams)))
+    return {"streams": streams, "held": peak, "dropped": dropped}
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
@@ -99,8 +133,14 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=0, help="start no stream after this; 0: no limit")
+    parser.add_argument("--hold", action="store_true", help="open all --streams at once (see above)")
     args = parser.parse_args()
-    figures = uvloop.run(
-        run(args.url, args.model, args.api_key, args.streams, args.concurrency, args.chunks, args.seconds)
-    )
+    if args.hold:
+        figures: dict[str, float] = uvloop.run(
+            hold(args.url, args.model, args.api_key, args.streams, args.chunks)
+        )
+    else:
+        figures = uvloop.run(
+            run(args.url, args.model, args.api_key, args.streams, args.concurrency, args.chunks, args.seconds)
+        )
     print(json.dumps(figures))
