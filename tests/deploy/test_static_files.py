@@ -22,6 +22,8 @@ SCRIPTS = [
     ROOT / "deploy" / "local" / "run.sh",
     ROOT / "tests" / "run.sh",
     ROOT / ".ci" / "run",
+    ROOT / "tests" / "perf" / "run.sh",
+    ROOT / "tests" / "perf" / "workers.sh",
 ]
 QUICK_START = ["bash deploy/local/run.sh", "bash tests/run.sh"]
 

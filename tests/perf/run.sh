@@ -30,7 +30,8 @@ if [[ " $* " != *" --no-litellm "* ]] \
     && ! "$venv/bin/python" -c "import importlib.metadata as m; assert m.version('litellm') == '${LITELLM_PIN#*==}'" 2>/dev/null; then
     echo "installing $LITELLM_PIN into $venv (pip) ..."
     if ! { python3 -m venv "$venv" && timeout 300 "$venv/bin/pip" install -q "$LITELLM_PIN"; } >"$venv.log" 2>&1; then
-        export LITELLM_UNAVAILABLE="pip install $LITELLM_PIN failed: $(grep -v '^WARNING' "$venv.log" | tail -1)"
+        LITELLM_UNAVAILABLE="pip install $LITELLM_PIN failed: $(grep -v '^WARNING' "$venv.log" | tail -1)"
+        export LITELLM_UNAVAILABLE
         echo "$LITELLM_UNAVAILABLE (going on without it)"
     fi
 fi

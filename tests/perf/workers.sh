@@ -5,7 +5,10 @@
 #   bash tests/perf/workers.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
-command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "run tests/perf/run.sh once first (wrk, nginx)"; exit 1; }
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+    echo "run tests/perf/run.sh once first (it installs wrk and nginx)"
+    exit 1
+fi
 dir=$(mktemp -d /tmp/router-workers-XXXXXX)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"; }
