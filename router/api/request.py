@@ -16,10 +16,14 @@ from router.errors import InvalidRequest
 
 
 class StreamOptions(msgspec.Struct):
+    """`stream_options`: only `include_usage` changes what the router sends back."""
+
     include_usage: bool = False
 
 
 class Message(msgspec.Struct):
+    """One chat message as far as the router checks it; other fields pass through in the raw body."""
+
     role: Annotated[str, msgspec.Meta(min_length=1)]
     content: str | list[dict[str, Any]] | None = None
 

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 
 class BreakerState(StrEnum):
+    """Where a breaker stands; string values so /status, /events and metrics can show them as they are."""
+
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
@@ -41,6 +43,8 @@ BreakerTransition = Callable[[BreakerState, BreakerState, str], None]
 
 @dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
+    """A consistent copy of a breaker's state for /status and /events, read without touching it."""
+
     state: BreakerState
     consecutive_failures: int
     opened_at: float | None  # in the breaker's clock (monotonic by default); None unless open/half_open

@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 
 class HealthState(StrEnum):
+    """A route's health verdict; `initial` lets traffic through until the first probes have spoken."""
+
     INITIAL = "initial"
     HEALTHY = "healthy"
     UNHEALTHY = "unhealthy"
@@ -36,6 +38,8 @@ HealthTransition = Callable[[HealthState, HealthState, str], None]
 
 @dataclass(frozen=True, slots=True)
 class HealthSnapshot:
+    """A consistent copy of a tracker's state for /status and /events, read without touching it."""
+
     state: HealthState
     consecutive_successes: int
     consecutive_failures: int
