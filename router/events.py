@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -61,12 +60,6 @@ class EventBus:
     def subscription(self) -> Subscription:
         """A listener registered now; close it (or use it as a context manager) when done."""
         return Subscription(self)
-
-    async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
-        """Events from the first iteration on, until the caller stops iterating."""
-        with self.subscription() as subscription:
-            while True:
-                yield await subscription.get()
 
     @property
     def subscriber_count(self) -> int:

@@ -133,7 +133,7 @@ class Reloader:
                 await task
         self._tasks.clear()
 
-    def _concerns_the_file(self, change: watchfiles.Change, path: str) -> bool:
+    def _concerns_the_file(self, _change: watchfiles.Change, path: str) -> bool:
         """Changes to the file itself, or to a ConfigMap's `..data` link and `..<timestamp>` folders; the
         rest of the directory (logs, other tables, editor swap files) does not wake the reloader."""
         name = Path(path).name
