@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +11,10 @@ from pathlib import Path
 import httpx
 
 from tests.fakes import FakeOpenAI
-from tests.support.router_server import table
+from tests.support.router_server import ServeProcess, table
 
+HELLO = {"messages": [{"role": "user", "content": "hi"}]}
 ROUTER = [sys.executable, "-m", "router"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_serve_refuses_an_invalid_table_with_located_problems(tmp_path: Path) -> None:
@@ -58,33 +51,15 @@ def test_serve_answers_on_the_port_given_and_stops_on_sigterm(
             [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
         )
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [*ROUTER, "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "router serve did not come up"
-                time.sleep(0.05)
+    with ServeProcess(str(config), capture=True) as served:
         answer = httpx.post(
-            f"http://127.0.0.1:{port}/chat/local", json={"messages": [{"role": "user", "content": "hi"}]}
+            served.url + "/chat/local", json={"messages": [{"role": "user", "content": "hi"}]}
         )
         assert answer.status_code == 200
         assert answer.json()["choices"][0]["message"]["content"] == "tok0 tok1 tok2 tok3 tok4"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        # uvicorn re-raises the signal after a graceful shutdown, so the exit status names it.
-        assert process.wait(timeout=15) in (0, -signal.SIGTERM)
-        assert process.stdout is not None
-        assert b"Application shutdown complete" in process.stdout.read()
+    # uvicorn re-raises the signal after a graceful shutdown, so the exit status names it.
+    assert served.process.returncode in (0, -signal.SIGTERM)
+    assert b"Application shutdown complete" in served.output()
 
 
 def test_routes_prints_the_table(tmp_path: Path) -> None:
@@ -114,28 +89,15 @@ def test_serve_with_workers_runs_several_processes_on_one_port(
             [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
         )
     )
-    port = free_port()
-    process = subprocess.Popen(
-        [*ROUTER, "serve", "--config", str(config), "--port", str(port), "--workers", "2"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with ServeProcess(str(config), "--workers", "2") as served:
         pids: set[int] = set()
         deadline = time.monotonic() + 30
         while len(pids) < 2:
             assert time.monotonic() < deadline, f"only saw workers {pids}"
-            try:
-                with httpx.Client() as fresh:  # a new connection each time, so the kernel may pick either
-                    pids.add(fresh.get(url + "/readyz").json()["pid"])
-                    answer = fresh.post(
-                        url + "/chat/local", json={"messages": [{"role": "user", "content": "x"}]}
-                    )
-                    assert answer.status_code == 200
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert process.pid not in pids  # the parent supervises; the workers answer
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+            with httpx.Client() as fresh:  # a new connection each time, so the kernel may pick either
+                pids.add(fresh.get(served.url + "/readyz").json()["pid"])
+                answer = fresh.post(
+                    served.url + "/chat/local", json={"messages": [{"role": "user", "content": "x"}]}
+                )
+                assert answer.status_code == 200
+        assert served.process.pid not in pids  # the parent supervises; the workers answer

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.fakes import FakeOpenAI
-from tests.support.router_server import RunningRouter, table
+from tests.support.router_server import RunningRouter, ServeProcess, table
 
 HELLO = {"messages": [{"role": "user", "content": "hi"}]}
 
@@ -212,37 +212,17 @@ def test_zero_loss_under_load_while_the_file_is_rewritten(
 def test_sighup_reloads_a_served_file(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     config = tmp_path / "routes.yaml"
     write_table(config, fake_openai, ["/chat/a"])
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(port), "--no-watch"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/healthz")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+    with ServeProcess(str(config), "--no-watch") as served:
         write_table(config, fake_openai, ["/chat/a", "/chat/hup"])
         time.sleep(0.3)
-        assert httpx.post(url + "/chat/hup", json=HELLO).status_code == 404  # not watching: needs the signal
-        process.send_signal(signal.SIGHUP)
+        assert (
+            httpx.post(served.url + "/chat/hup", json=HELLO).status_code == 404
+        )  # not watching: needs the signal
+        served.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 2
-        while httpx.post(url + "/chat/hup", json=HELLO).status_code != 200:
+        while httpx.post(served.url + "/chat/hup", json=HELLO).status_code != 200:
             assert time.monotonic() < deadline
             time.sleep(0.02)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
 
 
 def test_router_diff_prints_what_a_reload_would_change(tmp_path: Path, fake_openai: FakeOpenAI) -> None:

@@ -11,18 +11,9 @@ from jsonschema import Draft202012Validator
 
 from router.config import ConfigError, load_config
 from router.config.schema import SCHEMA_PATH, load_schema
+from tests.support.tables import MINIMAL_TABLE
 
-BASE = """\
-version: 1
-upstreams:
-  ollama:
-    type: ollama
-    base_url: http://127.0.0.1:11434
-routes:
-  - path: /chat/qwen3
-    model: qwen3:32b
-    upstream: ollama
-"""
+BASE = MINIMAL_TABLE
 
 
 def problems(tmp_path: Path, text: str) -> list[tuple[int, int, str, str]]:

@@ -4,7 +4,6 @@ official openai SDK, as the README's run command sets it up."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,16 +14,10 @@ import httpx
 import openai
 import pytest
 
-from tests.support.router_server import RunningRouter, table
+from tests.support.router_server import RunningRouter, free_port, table
 
 pytestmark = pytest.mark.model
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +32,7 @@ def model_server() -> Iterator[str]:
     gguf = subprocess.run(
         [sys.executable, str(REPO / "deploy/local/model_path.py")], capture_output=True, text=True, check=True
     ).stdout.strip()
-    port = _free_port()
+    port = free_port()
     log = open(REPO / "tests" / f".llama-{port}.log", "wb")
     process = subprocess.Popen(
         [

@@ -9,18 +9,9 @@ import pytest
 from router.config import ConfigError, load_config
 from router.config.models import SessionSettings
 from router.config.schema import load_schema
+from tests.support.tables import MINIMAL_TABLE
 
-BASE = """\
-version: 1
-upstreams:
-  ollama:
-    type: ollama
-    base_url: http://127.0.0.1:11434
-routes:
-  - path: /chat/qwen3
-    model: qwen3:32b
-    upstream: ollama
-"""
+BASE = MINIMAL_TABLE
 
 
 def load(tmp_path: Path, text: str) -> SessionSettings:

@@ -123,3 +123,53 @@ def table(
     base_defaults.update(defaults or {})
     doc = {"version": 1, "upstreams": upstreams, "defaults": base_defaults, "routes": routes, **top}
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class ServeProcess:
+    """`router serve --config FILE --port P [args]` as a user starts it: a real process, up once /healthz
+    answers. On exit it is stopped with SIGTERM; `output()` then holds what it wrote."""
+
+    def __init__(self, config: str, *args: str, capture: bool = False) -> None:
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        sink = subprocess.PIPE if capture else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "router", "serve", "--config", config, "--port", str(self.port), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+    def __enter__(self) -> Self:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, "router serve exited before it answered"
+            try:
+                httpx.get(self.url + "/healthz")
+                return self
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "router serve did not come up in 30 s"
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=20)
+
+    def output(self) -> bytes:
+        """What the process wrote (with `capture=True`), once it has stopped."""
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
