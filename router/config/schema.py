@@ -128,6 +128,16 @@ def _choose_one(
     return doc.problem(path, f"missing {options}: a route needs the upstream(s) serving its model")
 
 
+_BOUNDS = {
+    "const": "",
+    "minimum": "at least ",
+    "maximum": "at most ",
+    "exclusiveMinimum": "greater than ",
+    "exclusiveMaximum": "less than ",
+}
+"""Keywords whose message is "must be <relation> <expected>, got <value>"."""
+
+
 def _message(kind: Any, expected: Any, instance: Any, schema: dict[str, Any], error: ValidationError) -> str:
     shown = _show(instance)
     if kind == "type":
@@ -136,16 +146,9 @@ def _message(kind: Any, expected: Any, instance: Any, schema: dict[str, Any], er
         return f"expected {names}, got {_type_of(instance)} {shown}"
     if kind == "enum":
         return f"{shown} is not one of: {', '.join(_show(option) for option in expected)}"
-    if kind == "const":
-        return f"must be {_show(expected)}, got {shown}"
-    if kind == "minimum":
-        return f"must be at least {_show(expected)}, got {shown}"
-    if kind == "maximum":
-        return f"must be at most {_show(expected)}, got {shown}"
-    if kind == "exclusiveMinimum":
-        return f"must be greater than {_show(expected)}, got {shown}"
-    if kind == "exclusiveMaximum":
-        return f"must be less than {_show(expected)}, got {shown}"
+    bound = _BOUNDS.get(kind)
+    if bound is not None:
+        return f"must be {bound}{_show(expected)}, got {shown}"
     if kind == "minLength":
         return "must not be empty" if expected == 1 else f"must be at least {expected} characters long"
     if kind in ("minItems", "minProperties"):

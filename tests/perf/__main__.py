@@ -74,12 +74,13 @@ MODELS = json.dumps(
     separators=(",", ":"),
 )
 
-NGINX_CONF = """\
+# What both nginx configurations share (a `.format` template); `{name}` keeps their pid and logs apart.
+NGINX_HEAD = """\
 worker_processes 1;
 daemon off;
 master_process off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx-error.log warn;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
@@ -90,6 +91,11 @@ http {{
   scgi_temp_path {tmp}/scgi;
   keepalive_requests 1000000;
   keepalive_timeout 120s;
+"""
+
+NGINX_CONF = (
+    NGINX_HEAD.replace("{name}", "nginx")
+    + """\
   server {{
     listen 127.0.0.1:{port} backlog=4096;
     default_type application/json;
@@ -98,24 +104,12 @@ http {{
   }}
 }}
 """
+)
 
 # nginx as a plain reverse proxy to the same upstreams: the floor for any proxy.
-NGINX_PROXY_CONF = """\
-worker_processes 1;
-daemon off;
-master_process off;
-pid {tmp}/nginx-proxy.pid;
-error_log {tmp}/nginx-proxy-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 120s;
+NGINX_PROXY_CONF = (
+    NGINX_HEAD.replace("{name}", "nginx-proxy")
+    + """\
   proxy_http_version 1.1;
   proxy_set_header Connection "";
   upstream fixed {{ server 127.0.0.1:{nginx}; keepalive 64; keepalive_requests 1000000; }}
@@ -130,6 +124,7 @@ http {{
   }}
 }}
 """
+)
 
 
 # ---------------------------------------------------------------------------------------------- processes
