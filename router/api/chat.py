@@ -77,11 +77,14 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
         route = resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
         services.access.authorize(record.principal, route.path)
-        session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
-        sent = body["messages"]
-        if session_id and services.sessions is not None:
-            body = {**body, "messages": [*services.sessions.history(session_id, record.principal), *sent]}
-        turn = _Turn(services.sessions, session_id, record.principal, sent) if session_id else None
+        turn = None
+        sessions = services.sessions
+        if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
+            session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
+            if session_id:
+                sent = body["messages"]
+                body = {**body, "messages": [*sessions.history(session_id, record.principal), *sent]}
+                turn = _Turn(sessions, session_id, record.principal, sent)
         return await answer(route, parsed, body, record, services, turn)
     except RouterError as error:
         record.retries = error.retries
