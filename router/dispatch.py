@@ -96,7 +96,7 @@ async def dispatch(
     for candidate in route.candidates():
         call = bind(candidate, request, body, request_id, collect_text)
         policy = candidate.config.policy
-        delays = backoff_delays(policy.max_retries, policy.retry_backoff, policy.retry_backoff_max)
+        delays = None  # made on the first retry: most requests never need one
         tried: list[str] = []
         for attempt_number in range(policy.max_retries + 1):
             replica = _pick(candidate, tried, last_error)
@@ -105,6 +105,8 @@ async def dispatch(
                 break
             if attempt_number:
                 retries += 1
+                if delays is None:
+                    delays = backoff_delays(policy.max_retries, policy.retry_backoff, policy.retry_backoff_max)
                 await asyncio.sleep(next(delays))
             lease = await _lease(candidate, replica, registry)
             if lease is None:  # its breaker refused while we waited for a slot: as if it was unavailable
