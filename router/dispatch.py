@@ -106,7 +106,9 @@ async def dispatch(
             if attempt_number:
                 retries += 1
                 if delays is None:
-                    delays = backoff_delays(policy.max_retries, policy.retry_backoff, policy.retry_backoff_max)
+                    delays = backoff_delays(
+                        policy.max_retries, policy.retry_backoff, policy.retry_backoff_max
+                    )
                 await asyncio.sleep(next(delays))
             lease = await _lease(candidate, replica, registry)
             if lease is None:  # its breaker refused while we waited for a slot: as if it was unavailable
