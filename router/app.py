@@ -25,7 +25,7 @@ from litestar.types import ASGIApp
 from router import __version__
 from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import EXCEPTION_HANDLERS
-from router.api.request import ChatRequest
+from router.protocol.openai_chat import ChatRequest
 from router.api.web import web_handlers
 from router.errors import InvalidRequest, NotFound
 from router.security.http import cors_config, redacting_handlers

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from router.api.request import ChatRequest
+from router.protocol.openai_chat import ChatRequest
 from router.errors import Overloaded, RouterError, RouteUnavailable
 from router.policies import InFlight, Permit, QueueFull, Slot, backoff_delays, choose, clamp_max_tokens
 from router.registry import Registry

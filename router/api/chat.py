@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from litestar.response.base import ASGIResponse
 
 from router.api.middleware import request_id_of
-from router.api.request import ChatRequest, parse_chat_request
+from router.protocol.openai_chat import ChatRequest, parse_chat_request
 from router.dispatch import Lease, dispatch
 from router.errors import RouterError
 from router.observability import Observer, RequestRecord
