@@ -145,8 +145,8 @@ def build_logger(settings: LoggingSettings, sink: Sink) -> BindableLogger:
 class StructuredLog(Observer):
     """The request and event log, reconfigurable per table version (level, format, file)."""
 
-    def __init__(self, settings: LoggingSettings, redact: Callable[[str], str] | None = None) -> None:
-        self.redact: Callable[[str], str] = redact or (lambda text: text)
+    def __init__(self, settings: LoggingSettings, redact: Callable[[str], str]) -> None:
+        self.redact = redact  # a `Redactor`; an empty one masks nothing
         self.settings: LoggingSettings | None = None
         self._sink: Sink | None = None
         self._stdlib: logging.Handler | None = None
