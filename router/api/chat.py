@@ -110,7 +110,7 @@ async def answer(
     """The response for `request` on `route` (or on one of its fallbacks the caller may use)."""
     record = exchange.record
     collect = exchange.turn is not None
-    allowed = services.access.allowed_routes(record.principal)
+    allowed = services.access.allowed_routes(record.principal) if route.fallbacks else None
     registry = services.registry
     if request.stream:
         (stream, first), lease = await dispatch(
