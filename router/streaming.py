@@ -10,6 +10,7 @@ from generating for nobody.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
@@ -19,6 +20,8 @@ from router.config.models import RoutePolicy
 from router.errors import OPENAI, ErrorDialect, Redact, RouterError, encode_error
 from router.upstreams.base import EventStream
 from router.upstreams.errors import UpstreamStalled
+
+log = logging.getLogger("router.streaming")
 
 KEEPALIVE = b": keepalive\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -32,7 +35,7 @@ def frame(payloads: list[bytes]) -> bytes:
     return b"".join([b"data: " + p + b"\n\n" for p in payloads])
 
 
-def error_event(error: RouterError, redact: Redact, dialect: ErrorDialect = OPENAI) -> bytes:
+def error_event(error: BaseException, redact: Redact, dialect: ErrorDialect = OPENAI) -> bytes:
     """The last event of a stream that failed after it started: the same error body a response would carry.
 
     `redact` masks known secrets: an upstream may quote its own key in an error it sends mid-stream.
@@ -77,10 +80,12 @@ async def relay(
             if batch:
                 last_data = loop.time()
                 yield frame(batch)
-    except RouterError as error:
+    except Exception as error:  # the upstream failed, or a bug: either way the client is told, not cut off
         outcome = error
+        if not isinstance(error, RouterError):
+            log.error("unexpected error relaying a stream", exc_info=error)
         yield error_event(error, redact)
-    except BaseException as error:  # client went away (cancellation, GeneratorExit) or a bug
+    except BaseException as error:  # the client went away (cancellation, GeneratorExit)
         outcome = error
         raise
     finally:

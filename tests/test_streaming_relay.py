@@ -59,6 +59,16 @@ async def test_a_failure_mid_stream_is_a_final_error_event_without_done() -> Non
     assert ends.outcomes == [error] and stream.closed
 
 
+async def test_a_bug_mid_stream_is_an_internal_error_event_that_leaks_nothing() -> None:
+    error = ValueError("internal detail")
+    stream, ends, body = start(Answer(chunks=("a", "b"), error=error))
+    events = await drain(body)
+    last = json.loads(events[-1].removeprefix(b"data: "))
+    assert last["error"]["code"] == "internal_error" and "internal detail" not in events[-1].decode()
+    assert DONE not in events
+    assert ends.outcomes == [error] and stream.closed
+
+
 async def test_a_silent_model_gets_heartbeats_then_a_stall_error() -> None:
     stream, ends, body = start(Answer(chunks=("a",), stall=True), heartbeat_interval=0.02, stall_timeout=0.1)
     events = await asyncio.wait_for(drain(body), 2)

@@ -39,7 +39,7 @@ class Answer:
     text: str = "hello"
     chunks: Sequence[str] = ("hel", "lo")
     delay: float = 0.0
-    error: UpstreamError | None = None  # raised after the chunks (a failure mid-stream)
+    error: Exception | None = None  # raised after the chunks (a failure mid-stream, or a bug)
     stall: bool = False  # after the chunks, say nothing more, ever
     prompt_tokens: int = 3
     completion_tokens: int = 2
