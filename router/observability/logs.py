@@ -19,7 +19,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
@@ -27,9 +27,7 @@ from structlog.typing import BindableLogger, Processor
 
 from router.config.models import LoggingSettings
 from router.observability.observer import Observer
-
-if TYPE_CHECKING:
-    from router.observability.record import RequestRecord
+from router.observability.record import RequestRecord
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _STDLIB_METHODS = {
