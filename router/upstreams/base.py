@@ -25,8 +25,7 @@ class Limits:
     """A route's time limits for one attempt, prepared once per route so requests allocate nothing."""
 
     timeout: float  # until the answer starts (the whole answer when not streaming)
-    connect_timeout: float
-    client_timeout: aiohttp.ClientTimeout
+    client_timeout: aiohttp.ClientTimeout  # carries the connect timeout
 
     @classmethod
     def of(cls, timeout: float, connect_timeout: float) -> Limits:
@@ -34,7 +33,7 @@ class Limits:
         client_timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=None
         )
-        return cls(timeout=timeout, connect_timeout=connect_timeout, client_timeout=client_timeout)
+        return cls(timeout=timeout, client_timeout=client_timeout)
 
 
 @dataclass(slots=True)
