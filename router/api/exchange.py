@@ -5,7 +5,8 @@ slot, breaker permit), the session turn waiting for its answer, the request reco
 Those ways out are many (an error before the answer, a whole answer sent, a stream that ends, fails, stalls
 or loses its client before or after its first byte, a cancelled task) and they happen in different
 places: the handler, the whole-answer response, the streaming relay, the SSE response. Each of them calls
-`Exchange.end`; only the first call does anything, so no other object needs an "already done" flag.
+`Exchange.end`; only the first call does anything, so the lease, the record and the turn need no
+"already done" flags of their own.
 
 The end has two steps, because a whole answer is complete before it is sent: `upstream_done` frees the
 upstream and records the session turn as soon as the upstream's part is over, and `end` (which takes
