@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -24,11 +24,11 @@ from litestar.types import ASGIApp
 
 from router import __version__
 from router.api.chat import ChatServices, Resolve, handle_chat
-from router.api.errors import EXCEPTION_HANDLERS
-from router.api.request import ChatRequest
+from router.api.errors import exception_handlers
 from router.api.web import web_handlers
-from router.errors import InvalidRequest, NotFound
-from router.security.http import cors_config, redacting_handlers
+from router.errors import InvalidRequest, NotFound, Redact
+from router.protocol.openai_chat import ChatRequest
+from router.security.http import cors_config
 from router.table import Route, RouteTable
 
 _CHAT_RESPONSES_DOC = (
@@ -198,7 +198,8 @@ def create_app(
     table: RouteTable,
     services: ChatServices,
     extra_handlers: Sequence[Any] = (),
-    redact: Callable[[str], str] | None = None,
+    *,
+    redact: Redact,
     resolvers: dict[str, Resolve] | None = None,
 ) -> Litestar:
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
@@ -213,7 +214,7 @@ def create_app(
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,
-        exception_handlers=redacting_handlers(EXCEPTION_HANDLERS, redact),  # type: ignore[arg-type]
+        exception_handlers=exception_handlers(redact),
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging

@@ -3,8 +3,9 @@
 The order of one attempt is: choose an available replica (health and breaker agree, least in-flight
 weighted) -> take a concurrency slot (bounded queue, else 429) -> ask the breaker for a permit -> call the
 adapter. Failures before the answer starts are retried with full-jitter backoff (only those that may
-help: connect errors, resets, 5xx, garbage), then the route's fallbacks are tried. Nothing is retried once
-a byte reached the client; that is the streaming relay's side of the contract.
+help: connect errors, resets, 5xx, garbage), then the route's fallbacks are tried, those the caller may
+use only (a key limited to some routes must not be served by another one through a fallback). Nothing is
+retried once a byte reached the client; that is the streaming relay's side of the contract.
 
 What an attempt holds (in-flight count, slot, permit) travels with the answer as a `Lease`, because a
 streamed answer keeps occupying the upstream until its last chunk.
@@ -13,13 +14,13 @@ streamed answer keeps occupying the upstream until its last chunk.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from router.api.request import ChatRequest
 from router.errors import Overloaded, RouterError, RouteUnavailable
 from router.policies import InFlight, Permit, QueueFull, Slot, backoff_delays, choose, clamp_max_tokens
+from router.protocol.openai_chat import ChatRequest
 from router.registry import Registry
 from router.table import Route, RouteReplica
 from router.upstreams.base import ChatCall, Limits, UpstreamAdapter
@@ -29,9 +30,15 @@ T = TypeVar("T")
 Attempt = Callable[[UpstreamAdapter, ChatCall, Limits], Awaitable[T]]
 
 
+class Tally(Protocol):
+    """Where dispatch counts its retries (the request record): errors stay as they were raised."""
+
+    retries: int
+
+
 @dataclass(slots=True)
 class Lease:
-    """What one answer occupies until it ends; `finish` reports the outcome exactly once."""
+    """What one answer occupies until it ends; its owner calls `finish` once, with the outcome."""
 
     route: Route
     replica: RouteReplica
@@ -39,8 +46,6 @@ class Lease:
     in_flight: InFlight
     slot: Slot
     permit: Permit
-    retries: int = 0
-    done: bool = False
 
     @property
     def upstream_name(self) -> str:
@@ -49,9 +54,6 @@ class Lease:
 
     def finish(self, error: BaseException | None) -> None:
         """Free everything; the breaker learns of upstream faults only, never of client cancellations."""
-        if self.done:
-            return
-        self.done = True
         if error is None:
             self.permit.success()
         elif isinstance(error, UpstreamError) and error.upstream_fault:
@@ -88,12 +90,19 @@ async def dispatch(
     request_id: str,
     registry: Registry,
     attempt: Attempt[T],
+    tally: Tally,
+    allowed: Set[str] | None = None,
     collect_text: bool = False,
 ) -> tuple[T, Lease]:
-    """Run `attempt` on the best replica of `route` or of its fallbacks; raise the most telling error."""
+    """Run `attempt` on the best replica of `route` or of its fallbacks; raise the most telling error.
+
+    `allowed` holds the route paths the caller may use (None: all); fallbacks outside it are skipped.
+    Every retry is counted in `tally.retries`, whether the request succeeds in the end or not.
+    """
     last_error: RouterError | None = None
-    retries = 0
     for candidate in route.candidates():
+        if allowed is not None and candidate is not route and candidate.path not in allowed:
+            continue
         call = bind(candidate, request, body, request_id, collect_text)
         policy = candidate.config.policy
         delays = None  # made on the first retry: most requests never need one
@@ -104,7 +113,7 @@ async def dispatch(
                 last_error = last_error or _unavailable(candidate)
                 break
             if attempt_number:
-                retries += 1
+                tally.retries += 1
                 if delays is None:
                     delays = backoff_delays(
                         policy.max_retries, policy.retry_backoff, policy.retry_backoff_max
@@ -115,7 +124,6 @@ async def dispatch(
                 last_error = last_error or _unavailable(candidate)
                 tried.append(replica.name)
                 continue
-            lease.retries = retries
             try:
                 result = await attempt(replica.upstream.adapter, call, candidate.limits)
             except UpstreamError as error:
@@ -130,7 +138,6 @@ async def dispatch(
                 raise
             return result, lease
     assert last_error is not None
-    last_error.retries = retries  # the request log wants to know how hard we tried
     raise last_error
 
 

@@ -10,15 +10,18 @@ from generating for nobody.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from litestar.response.streaming import ASGIStreamingResponse
 
 from router.config.models import RoutePolicy
-from router.errors import RouterError
+from router.errors import OPENAI, ErrorDialect, Redact, RouterError, encode_error
 from router.upstreams.base import EventStream
 from router.upstreams.errors import UpstreamStalled
+
+log = logging.getLogger("router.streaming")
 
 KEEPALIVE = b": keepalive\n\n"
 DONE = b"data: [DONE]\n\n"
@@ -32,14 +35,12 @@ def frame(payloads: list[bytes]) -> bytes:
     return b"".join([b"data: " + p + b"\n\n" for p in payloads])
 
 
-def error_event(error: RouterError, redact: Callable[[str], str] | None = None) -> bytes:
-    """The last event of a stream that failed after it started: the OpenAI error object itself.
+def error_event(error: BaseException, redact: Redact, dialect: ErrorDialect = OPENAI) -> bytes:
+    """The last event of a stream that failed after it started: the same error body a response would carry.
 
     `redact` masks known secrets: an upstream may quote its own key in an error it sends mid-stream.
     """
-    if redact is not None:
-        error.message = redact(error.message)
-    return b"data: " + error.encode() + b"\n\n"
+    return dialect.stream_event(encode_error(error, redact, dialect).body)
 
 
 async def relay(
@@ -47,9 +48,13 @@ async def relay(
     first: list[bytes],
     policy: RoutePolicy,
     on_end: Callable[[BaseException | None], None],
-    redact: Callable[[str], str] | None = None,
+    redact: Redact,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE body for one answer; `on_end` learns how it ended (None, an error, or cancellation)."""
+    """The SSE body for one answer; `on_end` learns how it ended (None, an error, or cancellation).
+
+    `on_end` is the request's end (`Exchange.end`): it may be called again by the response, and only
+    the first call counts.
+    """
     loop = asyncio.get_running_loop()
     stall, heartbeat = policy.stall_timeout, policy.heartbeat_interval
     outcome: BaseException | None = None
@@ -75,10 +80,12 @@ async def relay(
             if batch:
                 last_data = loop.time()
                 yield frame(batch)
-    except RouterError as error:
+    except Exception as error:  # the upstream failed, or a bug: either way the client is told, not cut off
         outcome = error
+        if not isinstance(error, RouterError):
+            log.error("unexpected error relaying a stream", exc_info=error)
         yield error_event(error, redact)
-    except BaseException as error:  # client went away (cancellation, GeneratorExit) or a bug
+    except BaseException as error:  # the client went away (cancellation, GeneratorExit)
         outcome = error
         raise
     finally:
@@ -144,10 +151,11 @@ async def _until_disconnect(receive: Any) -> None:
 
 
 class SSEResponse(SSEStreamBody):
-    """A streamed answer: the relay of `stream`, which always releases its upstream and lease.
+    """A streamed answer: the relay of `stream`, which always closes its upstream and ends the request.
 
-    A relay that never started (the client left before the first write) has no cleanup of its own to run,
-    so the response closes the upstream and ends the lease itself; both are idempotent.
+    A relay that never started (the client left before the first write, or sending the status failed) has
+    no cleanup of its own to run, so the response closes the upstream and calls `on_end` itself; closing
+    is idempotent, and `on_end` counts its first call only.
     """
 
     def __init__(
@@ -157,16 +165,16 @@ class SSEResponse(SSEStreamBody):
         policy: RoutePolicy,
         on_end: Callable[[BaseException | None], None],
         headers: dict[str, str],
-        redact: Callable[[str], str] | None = None,
+        redact: Redact,
     ) -> None:
         super().__init__(relay(stream, first, policy, on_end, redact), headers)
         self._upstream = stream
         self._on_end = on_end
 
-    async def send_body(self, send: Any, receive: Any) -> None:
-        """Send the events; then make sure the upstream connection and the lease have ended."""
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Send the response; then make sure the upstream connection is closed and the request ended."""
         try:
-            await super().send_body(send, receive)
+            await super().__call__(scope, receive, send)
         finally:
             self._upstream.close()
             self._on_end(asyncio.CancelledError("the client went away before the answer started"))

@@ -2,8 +2,9 @@
 
 Handlers hand over the request and a way to find its route, and get back a ready ASGI response.
 Responses are Litestar's low-level ASGI responses with pre-encoded bodies, because the answer is already
-JSON bytes from the upstream: encoding it again would be work for nothing on every request. Everything
-the request did is written into one `RequestRecord`, finished exactly once, when the answer really ends.
+JSON bytes from the upstream: encoding it again would be work for nothing on every request. What the
+request holds lives in one `Exchange`, which every way out ends (once): the handler's error paths, the
+whole answer once sent, the stream's relay and response.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any, Protocol
 
 from litestar.response.base import ASGIResponse
 
+from router.api.exchange import Exchange, Sessions, Turn
 from router.api.middleware import request_id_of
-from router.api.request import ChatRequest, parse_chat_request
-from router.dispatch import Lease, dispatch
-from router.errors import RouterError
-from router.observability import Observer, RequestRecord
+from router.dispatch import dispatch
+from router.errors import Redact, RouterError
+from router.observability import Observer
+from router.protocol.openai_chat import ChatRequest, parse_chat_request
 from router.registry import Registry
 from router.security import Access
 from router.streaming import SSEResponse
@@ -29,19 +31,7 @@ from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, Up
 
 SESSION_HEADER = b"x-session-id"
 
-
-class Sessions(Protocol):
-    """Server-side conversations (see `router.sessions`): history in, the finished turn out."""
-
-    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
-        """The stored messages of a session (empty for a new one); RouterError if not the owner's."""
-        ...
-
-    def record_turn(
-        self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
-    ) -> None:
-        """Append what the client sent and what the model answered (partially, when interrupted)."""
-        ...
+__all__ = ["ChatServices", "Incoming", "Resolve", "Sessions", "WholeAnswer", "answer", "handle_chat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +41,8 @@ class ChatServices:
     registry: Registry
     observer: Observer
     access: Access
+    redact: Redact  # masks known secrets in the error events of streams (`Redactor()` masks nothing)
     sessions: Sessions | None = None
-    redact: Callable[[str], str] | None = None  # masks known secrets in error events of streams
 
 
 Resolve = Callable[[ChatRequest], Route]
@@ -68,33 +58,32 @@ class Incoming(Protocol):
 
 
 async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolve) -> ASGIResponse:
-    """The whole life of a chat request up to its response; the record is finished on every path."""
+    """The whole life of a chat request up to its response; its exchange is ended on every path."""
     scope = request.scope
-    record = RequestRecord(request_id_of(scope), services.observer)
+    exchange = Exchange(request_id_of(scope), services.observer)
+    record = exchange.record
     try:
         record.principal = services.access.authenticate(scope["headers"])
         parsed, body = parse_chat_request(await request.body())
         route = resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
         services.access.authorize(record.principal, route.path)
-        turn = None
         sessions = services.sessions
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
             session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
             if session_id:
                 sent = body["messages"]
                 body = {**body, "messages": [*sessions.history(session_id, record.principal), *sent]}
-                turn = _Turn(sessions, session_id, record.principal, sent)
-        return await answer(route, parsed, body, record, services, turn)
+                exchange.turn = Turn(sessions, session_id, record.principal, sent)
+        return await answer(route, parsed, body, exchange, services)
     except RouterError as error:
-        record.retries = error.retries
-        record.finish(error.status, error)
+        exchange.end(error, error.status)
         raise
     except asyncio.CancelledError as error:
-        record.finish(499, error)
+        exchange.end(error, 499)
         raise
     except Exception as error:
-        record.finish(500, error)
+        exchange.end(error, 500)
         raise
 
 
@@ -103,21 +92,6 @@ def _header(headers: Any, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1") or None
     return None
-
-
-@dataclass(slots=True)
-class _Turn:
-    """A session turn waiting for its answer."""
-
-    sessions: Sessions | None
-    session_id: str
-    owner: str | None
-    sent: list[dict[str, Any]]
-
-    def close(self, stats: AnswerStats, interrupted: bool) -> None:
-        if self.sessions is not None:
-            answer = "".join(stats.text or ())
-            self.sessions.record_turn(self.session_id, self.owner, self.sent, answer, interrupted)
 
 
 async def _complete(adapter: UpstreamAdapter, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
@@ -130,65 +104,42 @@ async def _open_stream(
     return await adapter.open_stream(call, limits)
 
 
-def _served_by(lease: Lease, record: RequestRecord) -> dict[str, str]:
-    record.upstream, record.route, record.retries = lease.upstream_name, lease.route.path, lease.retries
-    return {"X-Router-Route": lease.route.path, "X-Router-Upstream": lease.upstream_name}
-
-
-def _take(record: RequestRecord, stats: AnswerStats) -> None:
-    record.prompt_tokens, record.completion_tokens = stats.prompt_tokens, stats.completion_tokens
-
-
 async def answer(
-    route: Route,
-    request: ChatRequest,
-    body: dict[str, Any],
-    record: RequestRecord,
-    services: ChatServices,
-    turn: _Turn | None = None,
+    route: Route, request: ChatRequest, body: dict[str, Any], exchange: Exchange, services: ChatServices
 ) -> ASGIResponse:
-    """The response for `request` on `route` (or on one of its fallbacks)."""
-    collect = turn is not None
+    """The response for `request` on `route` (or on one of its fallbacks the caller may use)."""
+    record = exchange.record
+    collect = exchange.turn is not None
+    allowed = services.access.allowed_routes(record.principal) if route.fallbacks else None
+    registry = services.registry
     if request.stream:
         (stream, first), lease = await dispatch(
-            route, request, body, record.request_id, services.registry, _open_stream, collect_text=collect
+            route, request, body, record.request_id, registry, _open_stream, record, allowed, collect
         )
         record.first_token_at = time.perf_counter()
-        headers = _served_by(lease, record)
-
-        def on_end(error: BaseException | None) -> None:
-            lease.finish(error)
-            _take(record, stream.stats)
-            record.finish(200, error)
-            if turn is not None:
-                turn.close(stream.stats, interrupted=error is not None)
-                turn.sessions = None  # once
-
-        return SSEResponse(stream, first, lease.route.config.policy, on_end, headers, services.redact)
+        headers = exchange.serve(lease, stream.stats)
+        return SSEResponse(stream, first, lease.route.config.policy, exchange.end, headers, services.redact)
     (data, stats), lease = await dispatch(
-        route, request, body, record.request_id, services.registry, _complete, collect_text=collect
+        route, request, body, record.request_id, registry, _complete, record, allowed, collect
     )
-    lease.finish(None)
-    headers = _served_by(lease, record)
-    _take(record, stats)
-    if turn is not None:
-        turn.close(stats, interrupted=False)
-    return WholeAnswer(data, headers, record)
+    headers = exchange.serve(lease, stats)
+    exchange.upstream_done(None)
+    return WholeAnswer(data, headers, exchange)
 
 
 class WholeAnswer(ASGIResponse):
-    """A complete answer whose request record is finished once the client has it.
+    """A complete answer whose exchange ends once the client has it.
 
     Logging and metrics then happen after the answer left, not on the client's clock: at one client that
     is a visible part of the latency the router adds.
     """
 
-    def __init__(self, body: bytes, headers: dict[str, str], record: RequestRecord) -> None:
+    def __init__(self, body: bytes, headers: dict[str, str], exchange: Exchange) -> None:
         super().__init__(body=body, media_type="application/json", headers=headers)
-        self.record = record
+        self.exchange = exchange
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.record.finish(200, None)
+            self.exchange.end(None)

@@ -1,18 +1,21 @@
 """Every error leaves the router in OpenAI's shape, whoever raised it.
 
-One place maps exceptions to responses (Litestar's exception handlers): the router's own errors carry
-their status and fields; Litestar's (unknown path, wrong method, body too large, bad content) are
-translated so clients only ever parse one error format.
+Exceptions become responses here and only here: `error_reply` reads a framework exception as a
+`RouterError` value (Litestar's unknown path, wrong method, body too large, bad content; a bug becomes a
+logged 500) and writes it with `router.errors.encode_error`. Litestar's exception handlers and the chat
+fast path both call it, so clients only ever parse one error format.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
-from router.errors import RouterError
+from router.errors import BodyTooLarge, ErrorReply, Redact, RouterError, encode_error
 
 log = logging.getLogger("router.api")
 
@@ -22,59 +25,52 @@ _TYPES = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
-    413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
 }
 _CODES = {
     404: "not_found",
     405: "method_not_allowed",
-    413: "request_too_large",
     415: "unsupported_media_type",
 }
 
 
-def _response(error: RouterError, request: Request) -> Response[bytes]:
-    headers = error.headers()
-    return Response(error.encode(), status_code=error.status, media_type="application/json", headers=headers)
-
-
-def router_error_handler(request: Request, exc: RouterError) -> Response[bytes]:
-    """The router's own errors already know their status and body."""
-    return _response(exc, request)
-
-
-def http_exception_handler(request: Request, exc: HTTPException) -> Response[bytes]:
-    """Litestar's HTTP errors, reworded into OpenAI errors."""
+def as_router_error(exc: BaseException, method: str, path: str) -> BaseException:
+    """A Litestar HTTP error reworded as a RouterError; anything else as it is (a bug: logged here)."""
+    if isinstance(exc, RouterError):
+        return exc
+    if not isinstance(exc, HTTPException):
+        log.error("unexpected error on %s %s", method, path, exc_info=exc)
+        return exc  # encode_error answers it with a 500 that leaks nothing
     status = exc.status_code
+    if status == 413:
+        return BodyTooLarge()
     if status == 404:
-        message = f"no route at {request.url.path}; GET /v1/models lists the routes"
-    elif status == 413:
-        message = "the request body is larger than the router accepts (server.max_body_bytes)"
+        message = f"no route at {path}; GET /v1/models lists the routes"
     elif status == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{method} is not allowed on {path}"
     else:
         message = exc.detail
-    error = RouterError(
+    return RouterError(
         message,
         status=status,
         type=_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
         code=_CODES.get(status),
     )
-    return _response(error, request)
 
 
-def unexpected_error_handler(request: Request, exc: Exception) -> Response[bytes]:
-    """A bug: log it with its traceback, tell the client without leaking internals."""
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    error = RouterError(
-        "the router failed unexpectedly; the error is logged", status=500, code="internal_error"
-    )
-    return _response(error, request)
+def error_reply(exc: BaseException, redact: Redact, method: str, path: str) -> ErrorReply:
+    """What the client receives for any exception raised while serving `method path`."""
+    return encode_error(as_router_error(exc, method, path), redact)
 
 
-EXCEPTION_HANDLERS = {
-    RouterError: router_error_handler,
-    HTTPException: http_exception_handler,
-    Exception: unexpected_error_handler,
-}
+def exception_handlers(redact: Redact) -> dict[int | type[Exception], Callable[[Any, Any], Response[Any]]]:
+    """Litestar's exception handlers: every exception goes through `error_reply`."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+        reply = error_reply(exc, redact, request.method, request.url.path)
+        return Response(
+            reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
+        )
+
+    return {Exception: handle}

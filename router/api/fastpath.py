@@ -4,31 +4,22 @@ Chat requests are the product: every microsecond spent on them is paid on every 
 builds and documents these routes (they are in the app and its OpenAPI document, and serve any request
 this path declines), but a plain `POST` to a route path or to `/v1/chat/completions` is handed to
 `handle_chat` here with nothing in between: no request object, no routing trie, no handler signature
-model, no middleware. Profiles of a relay at 50 clients put that machinery at about a tenth of the
-router's time. Errors come out exactly as the app's exception handlers would write them.
+model, no middleware; profiles of the router under load showed that machinery as a sizeable share of
+its time (README, Performance). Errors come out of the same writer as the app's
+(`router.api.errors.error_reply`).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
 from litestar.response.base import ASGIResponse
 
 from router.api.chat import ChatServices, Resolve, handle_chat
-from router.errors import RouterError
+from router.api.errors import error_reply
+from router.errors import BodyTooLarge, Redact, RouterError
 
-log = logging.getLogger("router.api")
 _CONTENT_LENGTH = b"content-length"
-
-
-class BodyTooLarge(RouterError):
-    """413, worded as the app words it."""
-
-    status = 413
-    type = "invalid_request_error"
-    code = "request_too_large"
 
 
 class RawRequest:
@@ -45,7 +36,7 @@ class RawRequest:
         """The whole body; 413 as soon as it is known to exceed the limit."""
         for name, value in self.scope["headers"]:
             if name == _CONTENT_LENGTH and value.isdigit() and int(value) > self._limit:
-                raise _too_large()
+                raise BodyTooLarge()
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -55,25 +46,17 @@ class RawRequest:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:
-                raise _too_large()
+                raise BodyTooLarge()
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _too_large() -> BodyTooLarge:
-    return BodyTooLarge("the request body is larger than the router accepts (server.max_body_bytes)")
 
 
 class ChatFastPath:
     """Finds the chat handler for a request, or declines (None) so the app serves it."""
 
     def __init__(
-        self,
-        resolvers: dict[str, Resolve],
-        services: ChatServices,
-        max_body: int,
-        redact: Callable[[str], str] | None,
+        self, resolvers: dict[str, Resolve], services: ChatServices, max_body: int, redact: Redact
     ) -> None:
         self.resolvers = resolvers
         self.services = services
@@ -87,26 +70,12 @@ class ChatFastPath:
         return self.resolvers.get(scope["path"])
 
     async def serve(self, scope: Any, receive: Any, send: Any, resolve: Resolve) -> None:
-        """Answer one chat request; every failure becomes the same OpenAI error the app would send."""
+        """Answer one chat request; every failure becomes the same error the app would send."""
         try:
             response = await handle_chat(RawRequest(scope, receive, self.max_body), self.services, resolve)
-        except RouterError as error:
-            response = self._error(error)
-        except Exception:
-            log.exception("unexpected error on POST %s", scope["path"])
-            response = self._error(
-                RouterError(
-                    "the router failed unexpectedly; the error is logged", status=500, code="internal_error"
-                )
+        except Exception as error:
+            reply = error_reply(error, self.redact, "POST", scope["path"])
+            response = ASGIResponse(
+                body=reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
             )
         await response(scope, receive, send)
-
-    def _error(self, error: RouterError) -> ASGIResponse:
-        if self.redact is not None:
-            error.message = self.redact(error.message)
-        return ASGIResponse(
-            body=error.encode(),
-            status_code=error.status,
-            media_type="application/json",
-            headers=error.headers(),
-        )

@@ -18,13 +18,13 @@ from router.observability.observer import Observer
 class ObservedEventBus(EventBus):
     """An EventBus that also reports every event to an observer."""
 
-    def __init__(self, observer: Observer, redact: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, observer: Observer, redact: Callable[[Any], Any]) -> None:
         super().__init__()
         self.observer = observer
-        self.redact = redact
+        self.redact = redact  # `Redactor.value`; an empty Redactor returns every value as it is
 
     def publish(self, kind: str, **fields: Any) -> None:
-        if self.redact is not None:
-            fields = {key: self.redact(value) for key, value in fields.items()}
+        redact = self.redact
+        fields = {key: redact(value) for key, value in fields.items()}
         super().publish(kind, **fields)
         self.observer.event(kind, fields)

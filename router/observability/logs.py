@@ -19,7 +19,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import structlog
@@ -27,9 +27,7 @@ from structlog.typing import BindableLogger, Processor
 
 from router.config.models import LoggingSettings
 from router.observability.observer import Observer
-
-if TYPE_CHECKING:
-    from router.observability.record import RequestRecord
+from router.observability.record import RequestRecord
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 _STDLIB_METHODS = {
@@ -145,8 +143,8 @@ def build_logger(settings: LoggingSettings, sink: Sink) -> BindableLogger:
 class StructuredLog(Observer):
     """The request and event log, reconfigurable per table version (level, format, file)."""
 
-    def __init__(self, settings: LoggingSettings, redact: Callable[[str], str] | None = None) -> None:
-        self.redact: Callable[[str], str] = redact or (lambda text: text)
+    def __init__(self, settings: LoggingSettings, redact: Callable[[str], str]) -> None:
+        self.redact = redact  # a `Redactor`; an empty one masks nothing
         self.settings: LoggingSettings | None = None
         self._sink: Sink | None = None
         self._stdlib: logging.Handler | None = None

@@ -32,10 +32,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from router.observability.observer import Observer
+from router.observability.record import RequestRecord
 from router.policies import BreakerState
 
 if TYPE_CHECKING:
-    from router.observability.record import RequestRecord
     from router.table import RouteTable
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

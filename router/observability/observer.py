@@ -7,10 +7,9 @@ are observers. The base class does nothing, so a router without observers pays o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from router.observability.record import RequestRecord
+from router.observability.record import RequestRecord
 
 
 class Observer:

@@ -1,9 +1,11 @@
 """One request's facts, filled in along the request path and reported once, when the request ends.
 
-A streamed answer ends long after its handler returned, so the record travels with the answer and is
-finished by whoever sees the end: the handler for whole answers and errors, the streaming relay for
-streams. Label values for metrics come from the route table (path, model, upstream), never from client
-input, so cardinality stays bounded.
+A streamed answer ends long after its handler returned, so the record travels with the answer inside
+the request's `Exchange` (`router.api.exchange`), which closes it and hands it to the observers once.
+The record itself is plain data and knows nothing of who reads it.
+
+Label values for metrics come from the route table (path, model, upstream), never from client input, so
+cardinality stays bounded.
 """
 
 from __future__ import annotations
@@ -11,13 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from router.errors import Overloaded, RouterError, RouteUnavailable
 from router.upstreams.errors import UpstreamError, UpstreamStalled, UpstreamTimeout
-
-if TYPE_CHECKING:
-    from router.observability.observer import Observer
 
 
 def outcome_of(error: BaseException | None) -> str:
@@ -42,7 +40,6 @@ class RequestRecord:
     """Facts about one chat request (times are `time.perf_counter()` seconds)."""
 
     request_id: str
-    observer: Observer
     started: float = field(default_factory=time.perf_counter)
     route: str = "-"
     model: str = "-"
@@ -68,13 +65,10 @@ class RequestRecord:
         """Seconds from arrival to the first token (streams only)."""
         return None if self.first_token_at is None else self.first_token_at - self.started
 
-    def finish(self, status: int, error: BaseException | None) -> None:
-        """Close the record and report it; later calls are ignored."""
-        if self.ended_at is not None:
-            return
+    def close(self, status: int, error: BaseException | None) -> None:
+        """Note how the request ended (the message unredacted: every writer of the record masks it)."""
         self.ended_at = time.perf_counter()
         self.status = status
         self.outcome = outcome_of(error)
         if isinstance(error, RouterError):
             self.error = error.message
-        self.observer.request_finished(self)

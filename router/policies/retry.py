@@ -54,7 +54,7 @@ def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time
 def retry_after_from_headers(
     headers: Mapping[str, str], *, now: Callable[[], float] = time.time
 ) -> float | None:
-    """Prefer OpenAI's `retry-after-ms`, then `Retry-After`. Headers must be case-insensitive (httpx)."""
+    """Prefer OpenAI's `retry-after-ms`, then `Retry-After`. Headers must be case-insensitive (aiohttp's)."""
     ms = headers.get("retry-after-ms")
     if ms is not None and _SECONDS.fullmatch(ms.strip()):
         return float(ms.strip()) / 1000.0

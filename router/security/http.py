@@ -1,13 +1,13 @@
-"""The HTTP-facing parts of security the app factory plugs in: the CORS allowlist and error redaction."""
+"""The HTTP-facing part of security the app factory plugs in: the CORS allowlist.
+
+Error messages are masked where they are written, by `router.errors.encode_error`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from litestar.config.cors import CORSConfig
-
-from router.errors import RouterError
 
 CORS_ALLOWED_HEADERS = ["authorization", "x-api-key", "content-type", "x-request-id", "x-session-id"]
 CORS_EXPOSED_HEADERS = ["x-request-id", "x-router-route", "x-router-upstream", "retry-after"]
@@ -29,25 +29,3 @@ def cors_config(origins: Sequence[str]) -> CORSConfig | None:
         allow_credentials=False,
         max_age=600,
     )
-
-
-Handler = Callable[[Any, Any], Any]
-
-
-def redacting_handlers(
-    handlers: Mapping[type[Exception], Handler], redact: Callable[[str], str] | None
-) -> dict[type[Exception], Handler]:
-    """The exception handlers, masking known secrets in a RouterError's message before it is answered."""
-    if redact is None:
-        return dict(handlers)
-    mask = redact
-
-    def wrap(handler: Handler) -> Handler:
-        def handle(request: Any, exc: Any) -> Any:
-            if isinstance(exc, RouterError):
-                exc.message = mask(exc.message)
-            return handler(request, exc)
-
-        return handle
-
-    return {kind: wrap(handler) for kind, handler in handlers.items()}

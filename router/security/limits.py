@@ -14,7 +14,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from router.errors import RouterError
+from router.errors import RouterError, encode_error
+from router.security.redact import Redactor
 
 MAX_HEADER_BYTES = 32 * 1024
 """Request line plus headers; nginx's default ceiling (4 x 8k buffers), twice Node's."""
@@ -27,7 +28,7 @@ def _refusal() -> bytes:
         type="invalid_request_error",
         code="request_header_fields_too_large",
     )
-    body = error.encode()
+    body = encode_error(error, Redactor()).body  # the message quotes nothing secret
     return (
         b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
         b"content-type: application/json\r\n"

@@ -1,8 +1,9 @@
 """The one interface every model server hides behind.
 
 The dispatcher, the streaming relay and the health prober only ever see `UpstreamAdapter`; which wire
-dialect (Ollama's NDJSON or OpenAI's SSE) sits behind it is known to the two implementations alone, in the
-way httpx hides its transports. Adapters speak OpenAI Chat Completions on their client-facing side: a
+dialect (Ollama's NDJSON or OpenAI's SSE) sits behind it is known to the two implementations alone. The
+interface is narrow on purpose: a scripted fake (tests/support/fake_adapter.py) stands in for a model
+server so the core is tested in process. Adapters speak OpenAI Chat Completions on their client-facing side: a
 complete answer is a `chat.completion` JSON document, a streamed one is a sequence of
 `chat.completion.chunk` JSON payloads.
 """
@@ -24,8 +25,7 @@ class Limits:
     """A route's time limits for one attempt, prepared once per route so requests allocate nothing."""
 
     timeout: float  # until the answer starts (the whole answer when not streaming)
-    connect_timeout: float
-    client_timeout: aiohttp.ClientTimeout
+    client_timeout: aiohttp.ClientTimeout  # carries the connect timeout
 
     @classmethod
     def of(cls, timeout: float, connect_timeout: float) -> Limits:
@@ -33,7 +33,7 @@ class Limits:
         client_timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=None
         )
-        return cls(timeout=timeout, connect_timeout=connect_timeout, client_timeout=client_timeout)
+        return cls(timeout=timeout, client_timeout=client_timeout)
 
 
 @dataclass(slots=True)
@@ -62,7 +62,6 @@ class AnswerStats:
     hot path does not pay for it otherwise.
     """
 
-    finish_reason: str | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     text: list[str] | None = None
@@ -74,12 +73,8 @@ class AnswerStats:
             self.completion_tokens = usage.get("completion_tokens")
 
     def take_choice(self, choice: Any, field: str) -> None:
-        """Read one OpenAI choice (`field` is "message" for whole answers, "delta" for chunks)."""
-        if not isinstance(choice, dict):
-            return
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
-        if self.text is not None:
+        """Read one OpenAI choice's text (`field` is "message" for whole answers, "delta" for chunks)."""
+        if self.text is not None and isinstance(choice, dict):
             part = choice.get(field)
             content = part.get("content") if isinstance(part, dict) else None
             if isinstance(content, str):

@@ -83,7 +83,7 @@ class UpstreamStatus(UpstreamError):
 
 
 def _client_view(status: int) -> tuple[int, str, str]:
-    """Map an upstream status to what the client sees (PROTOCOLS.md, failure scenarios)."""
+    """Map an upstream status to what the client sees (docs/protocols.md, "Failures")."""
     if status == 429:
         return 429, "rate_limit_error", "upstream_rate_limited"
     if status == 404:

@@ -118,8 +118,7 @@ class OllamaStream(LineStream):
 
 
 def record_final_line(stats: AnswerStats, line: dict[str, Any]) -> None:
-    """Ollama's last line carries the finish reason and the token counts."""
-    stats.finish_reason = ollama_mapping.finish_reason(line)
+    """Ollama's last line carries the token counts."""
     counts = ollama_mapping.usage(line)
     stats.prompt_tokens = counts["prompt_tokens"]
     stats.completion_tokens = counts["completion_tokens"]

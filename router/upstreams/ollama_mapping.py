@@ -1,6 +1,6 @@
 """The OpenAI <-> Ollama translation table, written once for streaming and non-streaming alike.
 
-PROTOCOLS.md, "Translation OpenAI -> Ollama", is the specification. Precedence of generation options:
+docs/protocols.md, "Translation OpenAI -> Ollama", is the specification. Precedence of generation options:
 route `options` are the base, the client's sampling parameters win over them, and the route's token cap
 wins over everything (it was applied before `max_tokens` reaches this module).
 """

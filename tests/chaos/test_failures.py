@@ -1,4 +1,4 @@
-"""The client-visible outcome of each failure scenario (PROTOCOLS.md, "Failure scenarios"), both dialects.
+"""The client-visible outcome of each failure scenario (docs/protocols.md, "Failures"), both dialects.
 
 Before the first byte a failure becomes an HTTP status with an OpenAI error body (retried first when
 another attempt may help); after it, the stream ends with a final `data: {"error": ...}` event and no

@@ -13,7 +13,6 @@ import pytest
 
 from router.config.models import LoggingSettings
 from router.observability import RequestRecord, StructuredLog
-from router.observability.observer import Observer
 from router.upstreams.errors import UpstreamTimeout
 from tests.fakes import FakeOllama, wait_for
 from tests.support.router_server import RunningRouter, table
@@ -167,7 +166,7 @@ def test_text_format_is_one_readable_line(
 
 
 def record(**fields: Any) -> RequestRecord:
-    rec = RequestRecord("rid-1", Observer())
+    rec = RequestRecord("rid-1")
     for key, val in fields.items():
         setattr(rec, key, val)
     return rec
@@ -177,7 +176,7 @@ def test_reconfiguring_moves_the_log_and_redacts_errors(tmp_path: Path) -> None:
     first, second = tmp_path / "a.log", tmp_path / "b.log"
     log = StructuredLog(LoggingSettings(file=str(first)), redact=lambda text: text.replace("s3cret", "[X]"))
     rec = record(route="/chat/m")
-    rec.finish(504, UpstreamTimeout("upstream said s3cret"))
+    rec.close(504, UpstreamTimeout("upstream said s3cret"))
     log.request_finished(rec)
     log.configure(LoggingSettings(file=str(second), level="error"))
     log.request_finished(rec)  # 504 is logged at warning: below error now

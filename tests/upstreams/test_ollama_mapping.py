@@ -1,4 +1,4 @@
-"""The OpenAI <-> Ollama translation table (PROTOCOLS.md), shared by streaming and non-streaming."""
+"""The OpenAI <-> Ollama translation table (docs/protocols.md), shared by streaming and non-streaming."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parse and check an OpenAI Chat Completions request once, at the door.
+"""The OpenAI Chat Completions request: parsed and checked once, at the door.
 
 msgspec (which Litestar itself is built on) decodes and type-checks the body in one fast pass and names
 the offending field, which becomes the OpenAI error's `param`. The body is also kept as a plain dict so

@@ -1,0 +1,97 @@
+"""One chat request's life, from arrival to the end of its answer, ended exactly once by one owner.
+
+What a request holds must be let go on every way out: the upstream's lease (in-flight count, concurrency
+slot, breaker permit), the session turn waiting for its answer, the request record waiting to be logged.
+Those ways out are many (an error before the answer, a whole answer sent, a stream that ends, fails, stalls
+or loses its client before or after its first byte, a cancelled task) and they happen in different
+places: the handler, the whole-answer response, the streaming relay, the SSE response. Each of them calls
+`Exchange.end`; only the first call does anything, so the lease, the record and the turn need no
+"already done" flags of their own.
+
+The end has two steps, because a whole answer is complete before it is sent: `upstream_done` frees the
+upstream and records the session turn as soon as the upstream's part is over, and `end` (which takes
+that step too if it was not taken) closes the record and reports it, once the answer has left, so
+logging and metrics never run on the client's clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from router.dispatch import Lease
+from router.observability import Observer, RequestRecord
+from router.upstreams.base import AnswerStats
+
+
+class Sessions(Protocol):
+    """Server-side conversations (see `router.sessions`): history in, the finished turn out."""
+
+    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+        """The stored messages of a session (empty for a new one); RouterError if not the owner's."""
+        ...
+
+    def record_turn(
+        self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
+    ) -> None:
+        """Append what the client sent and what the model answered (partially, when interrupted)."""
+        ...
+
+
+class Turn:
+    """A session turn waiting for its answer."""
+
+    __slots__ = ("owner", "sent", "session_id", "sessions")
+
+    def __init__(self, sessions: Sessions, session_id: str, owner: str | None, sent: list[dict[str, Any]]):
+        self.sessions = sessions
+        self.session_id = session_id
+        self.owner = owner
+        self.sent = sent
+
+    def record(self, stats: AnswerStats, interrupted: bool) -> None:
+        """Store the turn with the answer's text (the part that arrived, when interrupted)."""
+        answer = "".join(stats.text or ())
+        self.sessions.record_turn(self.session_id, self.owner, self.sent, answer, interrupted)
+
+
+class Exchange:
+    """A chat request and everything it holds; `end` lets all of it go, once."""
+
+    __slots__ = ("_ended", "lease", "observer", "record", "stats", "turn")
+
+    def __init__(self, request_id: str, observer: Observer) -> None:
+        self.record = RequestRecord(request_id)
+        self.observer = observer
+        self.turn: Turn | None = None
+        self.lease: Lease | None = None
+        self.stats: AnswerStats | None = None
+        self._ended = False
+
+    def serve(self, lease: Lease, stats: AnswerStats) -> dict[str, str]:
+        """The answer started on `lease`; the headers that say which route and upstream serve it."""
+        self.lease, self.stats = lease, stats
+        record = self.record
+        record.upstream, record.route = lease.upstream_name, lease.route.path
+        return {"X-Router-Route": lease.route.path, "X-Router-Upstream": lease.upstream_name}
+
+    def upstream_done(self, outcome: BaseException | None) -> None:
+        """The upstream's part is over: free the lease (the breaker learns the outcome), store the turn."""
+        lease, self.lease = self.lease, None
+        if lease is None:
+            return
+        lease.finish(outcome)
+        stats = self.stats
+        if stats is not None:
+            record = self.record
+            record.prompt_tokens, record.completion_tokens = stats.prompt_tokens, stats.completion_tokens
+            if self.turn is not None:
+                self.turn.record(stats, interrupted=outcome is not None)
+
+    def end(self, outcome: BaseException | None, status: int = 200) -> None:
+        """The request is over (`outcome` None: answered in full); only the first call counts."""
+        if self._ended:
+            return
+        self._ended = True
+        self.upstream_done(outcome)
+        self.record.close(status, outcome)
+        self.observer.request_finished(self.record)
