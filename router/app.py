@@ -27,6 +27,7 @@ from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import EXCEPTION_HANDLERS
 from router.api.request import ChatRequest
 from router.api.web import web_handlers
+from router.echo import quoted
 from router.errors import InvalidRequest, NotFound
 from router.security.http import cors_config, redacting_handlers
 from router.table import Route, RouteTable
@@ -98,7 +99,7 @@ def _by_model(table: RouteTable) -> Resolve:
         route = table.by_model.get(parsed.model)
         if route is None:
             raise NotFound(
-                f"no route or model named {parsed.model!r}; GET /v1/models lists them", param="model"
+                f"no route or model named {quoted(parsed.model)}; GET /v1/models lists them", param="model"
             )
         return route
 

@@ -12,6 +12,7 @@ import logging
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from router.echo import shown
 from router.errors import RouterError
 
 log = logging.getLogger("router.api")
@@ -48,13 +49,13 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[byt
     """Litestar's HTTP errors, reworded into OpenAI errors."""
     status = exc.status_code
     if status == 404:
-        message = f"no route at {request.url.path}; GET /v1/models lists the routes"
+        message = f"no route at {shown(request.url.path)}; GET /v1/models lists the routes"
     elif status == 413:
         message = "the request body is larger than the router accepts (server.max_body_bytes)"
     elif status == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{request.method} is not allowed on {shown(request.url.path)}"
     else:
-        message = exc.detail
+        message = shown(exc.detail, 500)  # Litestar's words may quote what the client sent
     error = RouterError(
         message,
         status=status,
@@ -66,7 +67,7 @@ def http_exception_handler(request: Request, exc: HTTPException) -> Response[byt
 
 def unexpected_error_handler(request: Request, exc: Exception) -> Response[bytes]:
     """A bug: log it with its traceback, tell the client without leaking internals."""
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.exception("unexpected error on %s %s", request.method, shown(request.url.path))
     error = RouterError(
         "the router failed unexpectedly; the error is logged", status=500, code="internal_error"
     )
