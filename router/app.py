@@ -3,6 +3,11 @@
 One POST handler per table entry (so every route shows in the OpenAPI document), the OpenAI-compatible
 `/v1` pair, and the probes. Handlers are thin closures over the prepared `Route`: they parse the body and
 call domain code. A reload builds a new app for the new table; `router.server` swaps it in atomically.
+
+The OpenAPI document lists every route, model and upstream, so it is for operators: it is served as JSON
+only (`/schema`, `/schema/openapi.json`) and needs the admin key whenever keys are configured. Litestar's
+documentation pages (Swagger, Redoc, Elements...) are not served: they load their scripts from a public
+CDN, and on this origin the chat page keeps the user's key in the browser.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from functools import cache
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request, get, post
-from litestar.handlers import HTTPRouteHandler
+from litestar import Litestar, Request, Router, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
@@ -26,8 +33,10 @@ from router import __version__
 from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import exception_handlers
 from router.api.web import web_handlers
+from router.echo import quoted
 from router.errors import InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
+from router.security import Access
 from router.security.http import cors_config
 from router.table import Route, RouteTable
 
@@ -98,7 +107,7 @@ def _by_model(table: RouteTable) -> Resolve:
         route = table.by_model.get(parsed.model)
         if route is None:
             raise NotFound(
-                f"no route or model named {parsed.model!r}; GET /v1/models lists them", param="model"
+                f"no route or model named {quoted(parsed.model)}; GET /v1/models lists them", param="model"
             )
         return route
 
@@ -218,10 +227,28 @@ def create_app(
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging
-        openapi_config=OpenAPIConfig(
-            title="router",
-            version=__version__,
-            description="One validated routing table in front of private LLM servers.",
-        ),
+        openapi_config=openapi_config(services.access),
         debug=False,
+    )
+
+
+SCHEMA_PATH = "/schema"
+
+
+def openapi_config(access: Access) -> OpenAPIConfig:
+    """The OpenAPI document as JSON only, at `/schema` and `/schema/openapi.json`, for admins.
+
+    No render plugin but JSON: the HTML pages would load third-party scripts onto the router's origin.
+    The guard covers every path under `/schema`, Litestar's own not-found page included.
+    """
+
+    def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        access.check_admin(connection.scope["headers"], "the OpenAPI document")
+
+    return OpenAPIConfig(
+        title="router",
+        version=__version__,
+        description="One validated routing table in front of private LLM servers.",
+        render_plugins=[JsonRenderPlugin()],
+        openapi_router=Router(SCHEMA_PATH, route_handlers=[], guards=[admin_only], include_in_schema=False),
     )

@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
+from router.echo import shown
 from router.errors import BodyTooLarge, ErrorReply, Redact, RouterError, encode_error
 
 log = logging.getLogger("router.api")
@@ -40,17 +41,17 @@ def as_router_error(exc: BaseException, method: str, path: str) -> BaseException
     if isinstance(exc, RouterError):
         return exc
     if not isinstance(exc, HTTPException):
-        log.error("unexpected error on %s %s", method, path, exc_info=exc)
+        log.error("unexpected error on %s %s", method, shown(path), exc_info=exc)
         return exc  # encode_error answers it with a 500 that leaks nothing
     status = exc.status_code
     if status == 413:
         return BodyTooLarge()
     if status == 404:
-        message = f"no route at {path}; GET /v1/models lists the routes"
+        message = f"no route at {shown(path)}; GET /v1/models lists the routes"
     elif status == 405:
-        message = f"{method} is not allowed on {path}"
+        message = f"{method} is not allowed on {shown(path)}"
     else:
-        message = exc.detail
+        message = shown(exc.detail, 500)  # Litestar's words may quote what the client sent
     return RouterError(
         message,
         status=status,

@@ -12,7 +12,7 @@ from litestar import Request, delete
 from litestar.handlers import HTTPRouteHandler
 
 from router.security import Access
-from router.sessions import SessionNotFound, SessionStore
+from router.sessions import SessionStore, not_found
 
 
 def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandler]:
@@ -30,8 +30,6 @@ def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandl
         session_id: str = request.path_params["session_id"]
         principal = access.authenticate(request.scope["headers"])
         if not store.delete(session_id, principal):
-            raise SessionNotFound(
-                f"no session {session_id!r}; it may have expired or been deleted", param="session_id"
-            )
+            raise not_found(session_id)
 
     return [delete_session]

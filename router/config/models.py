@@ -120,8 +120,10 @@ class SessionSettings(FrozenModel):
     enabled: bool = True
     max_sessions: int = Field(default=1000, ge=1)  # the least recently used goes first
     max_messages: int = Field(default=200, ge=2)  # per session; the oldest messages are dropped
-    max_chars: int = Field(default=200_000, ge=1)  # per session, message text (JSON for non-text content)
+    max_chars: int = Field(default=200_000, ge=1)  # per session: each message counted as its whole JSON
     idle_ttl: float = Field(default=1800.0, gt=0)  # seconds without a request before a session is forgotten
+    # per principal (API key; the one `None` without keys): beyond it the key's own oldest session goes
+    max_sessions_per_key: int = Field(default=100, ge=1)
 
 
 class ApiKey(FrozenModel):

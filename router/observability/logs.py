@@ -9,6 +9,8 @@ compiled in (methods below the level are no-ops), and writes whole lines to a fi
 The standard library's loggers (the reloader, the registry, uvicorn) can be routed through the same
 logger (`install_stdlib`), so `router serve` writes one format to one place. Every message that may carry
 text from outside (error messages, reasons, reload diffs, tracebacks) goes through the redactor first.
+The text fields of a request line are bounded (`FIELD_LIMIT`, `ERROR_LIMIT`): whatever a client sent, a
+request adds at most a few kilobytes to the log.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import structlog
 from structlog.typing import BindableLogger, Processor
 
 from router.config.models import LoggingSettings
+from router.echo import shown
 from router.observability.observer import Observer
 from router.observability.record import RequestRecord
 
@@ -39,6 +42,10 @@ _STDLIB_METHODS = {
 }
 _BAD_NEWS = frozenset({"unhealthy", "open"})
 _encode_json = msgspec.json.Encoder(enc_hook=str).encode
+FIELD_LIMIT = 200
+"""Characters of a name in a request line (route, model, upstream, key); longer ones are cut."""
+ERROR_LIMIT = 2000
+"""Characters of the error message in a request line."""
 
 
 class Sink:
@@ -193,9 +200,9 @@ class StructuredLog(Observer):
         ttft = record.ttft
         fields: dict[str, Any] = {
             "request_id": record.request_id,
-            "route": record.route,
-            "model": record.model,
-            "upstream": record.upstream,
+            "route": shown(record.route, FIELD_LIMIT),
+            "model": shown(record.model, FIELD_LIMIT),
+            "upstream": shown(record.upstream, FIELD_LIMIT),
             "status": record.status,
             "outcome": record.outcome,
             "duration_ms": round(record.duration * 1000.0, 2),
@@ -204,10 +211,11 @@ class StructuredLog(Observer):
             "completion_tokens": record.completion_tokens,
             "retries": record.retries,
             "stream": record.stream,
-            "key": record.principal,
+            "key": record.principal if record.principal is None else shown(record.principal, FIELD_LIMIT),
         }
         if record.error is not None:
-            fields["error"] = self.redact(record.error)
+            # Redacted whole, then cut: a secret cut in two would escape the mask.
+            fields["error"] = shown(self.redact(record.error), ERROR_LIMIT)
         method("request", **fields)
 
     def event(self, kind: str, fields: dict[str, Any]) -> None:

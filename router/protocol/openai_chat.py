@@ -3,6 +3,11 @@
 msgspec (which Litestar itself is built on) decodes and type-checks the body in one fast pass and names
 the offending field, which becomes the OpenAI error's `param`. The body is also kept as a plain dict so
 OpenAI-compatible upstreams receive fields the router does not know about.
+
+Every field the router reads or translates is typed here, optional ones included (content parts, tool
+calls, `tools`, `response_format`): the translation to Ollama then only ever sees the shapes it expects,
+and a malformed field is a 400 naming it, never a failure half-way through translating. The types are
+those of OpenAI's API, loose where it is (unknown keys inside these objects are allowed and passed on).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from router.echo import shown
 from router.errors import InvalidRequest
 
 
@@ -21,11 +27,55 @@ class StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
 
+class ImageURL(msgspec.Struct):
+    """`image_url` of an image part: a URL or a `data:` URL (Ollama receives the base64 after the comma)."""
+
+    url: str
+
+
+class ContentPart(msgspec.Struct):
+    """One part of a message's `content` list: `text` parts are joined, `image_url` parts become images."""
+
+    type: str | None = None
+    text: str | None = None
+    image_url: ImageURL | None = None
+
+
+class ToolFunction(msgspec.Struct):
+    """The function of an assistant's tool call; `arguments` is JSON text (OpenAI) or an object (Ollama)."""
+
+    name: str | None = None
+    arguments: str | dict[str, Any] | None = None
+
+
+class ToolCall(msgspec.Struct):
+    """One tool call of an assistant message sent back in the history."""
+
+    function: ToolFunction | None = None
+    id: str | None = None
+    type: str | None = None
+
+
 class Message(msgspec.Struct):
     """One chat message as far as the router checks it; other fields pass through in the raw body."""
 
     role: Annotated[str, msgspec.Meta(min_length=1)]
-    content: str | list[dict[str, Any]] | None = None
+    content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class JSONSchemaFormat(msgspec.Struct):
+    """`response_format.json_schema`: its `schema` is what Ollama's `format` receives."""
+
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+
+
+class ResponseFormat(msgspec.Struct):
+    """`response_format`: `json_object` or `json_schema` (Ollama's `format`), or `text`."""
+
+    type: str
+    json_schema: JSONSchemaFormat | None = None
 
 
 class ChatRequest(msgspec.Struct):
@@ -43,6 +93,10 @@ class ChatRequest(msgspec.Struct):
     seed: int | None = None
     n: Annotated[int, msgspec.Meta(ge=1, le=1)] | None = None
     session_id: str | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    tools: list[dict[str, Any]] | None = None
+    response_format: ResponseFormat | None = None
 
 
 _PATH_IN_ERROR = re.compile(r" - at `\$\.?(.*)`$")
@@ -78,4 +132,5 @@ def _describe(text: str) -> tuple[str, str | None]:
     missing = _MISSING_FIELD.search(message)
     if missing:
         path = f"{path}.{missing.group(1)}" if path else missing.group(1)
-    return message, path or None
+    # Bounded: msgspec may quote the value it refused, and the path names keys the client chose.
+    return shown(message, 300), shown(path) if path else None

@@ -56,8 +56,8 @@ class Access:
         """The route paths the caller may use (for listings), or None for every route."""
         return None
 
-    def check_admin(self, headers: Headers) -> None:
-        """Raise unless the caller may use /admin/*."""
+    def check_admin(self, headers: Headers, what: str = "/admin") -> None:
+        """Raise unless the caller may use /admin/* (or `what`, named in the error: the OpenAPI document)."""
 
     def check_status(self, headers: Headers) -> None:
         """Raise unless the caller may read /status, /events, /debug and /metrics."""

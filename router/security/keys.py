@@ -92,8 +92,8 @@ class KeyAccess(Access):
         key = self._by_name.get(principal) if principal is not None else None
         return None if key is None else key.routes
 
-    def check_admin(self, headers: Headers) -> None:
-        self._check_admin_key(headers, "/admin")
+    def check_admin(self, headers: Headers, what: str = "/admin") -> None:
+        self._check_admin_key(headers, what)
 
     def check_status(self, headers: Headers) -> None:
         if not self.public_status:

@@ -18,6 +18,7 @@ import msgspec
 from yarl import URL
 
 from router.config.models import UpstreamConfig
+from router.echo import shown
 from router.policies.retry import retry_after_from_headers
 from router.upstreams.base import AnswerStats, EventStream, Limits
 from router.upstreams.errors import (
@@ -124,9 +125,9 @@ def upstream_message(raw: bytes, content_type: str) -> str:
         return text[:500] or "an empty body"
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
-        return str(error.get("message") or error)
+        return shown(str(error.get("message") or error), 500)  # an upstream may echo a huge client value
     if error is not None:
-        return str(error)
+        return shown(str(error), 500)
     return str(data)[:500]
 
 

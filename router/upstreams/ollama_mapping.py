@@ -3,6 +3,9 @@
 docs/protocols.md, "Translation OpenAI -> Ollama", is the specification. Precedence of generation options:
 route `options` are the base, the client's sampling parameters win over them, and the route's token cap
 wins over everything (it was applied before `max_tokens` reaches this module).
+
+The request body was type-checked at the door (`router.api.request.ChatRequest`): the fields read here
+have the types that model gives them, though optional ones may still be null.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def chat_request(
         if response_format.get("type") == "json_object":
             request["format"] = "json"
         elif response_format.get("type") == "json_schema":
-            request["format"] = (response_format.get("json_schema") or {}).get("schema", "json")
+            request["format"] = (response_format.get("json_schema") or {}).get("schema") or "json"
     return request
 
 
@@ -60,7 +63,7 @@ def _message(message: Mapping[str, Any]) -> dict[str, Any]:
         texts, images = [], []
         for part in content:
             if part.get("type") == "text":
-                texts.append(part.get("text", ""))
+                texts.append(part.get("text") or "")
             elif part.get("type") == "image_url":
                 url = (part.get("image_url") or {}).get("url", "")
                 images.append(url.split(",", 1)[1] if url.startswith("data:") else url)

@@ -73,6 +73,85 @@ def chat_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
+@st.composite
+def malformed_optional_fields(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid request with one optional field the Ollama translation reads set to anything at all."""
+    anything = json_values
+    message: dict[str, Any] = {"role": "user", "content": "hi"}
+    body: dict[str, Any] = {"messages": [message], "max_tokens": 8}
+    where = draw(
+        st.sampled_from(
+            [
+                "tool_calls",
+                "tool_call",
+                "tool_function",
+                "part",
+                "text_part",
+                "image_part",
+                "image_url",
+                "response_format",
+                "json_schema",
+                "schema",
+                "top_level",
+            ]
+        )
+    )
+    if where == "tool_calls":
+        message.update(role="assistant", tool_calls=draw(anything))
+    elif where == "tool_call":
+        message.update(role="assistant", tool_calls=[draw(anything)])
+    elif where == "tool_function":
+        function = {"name": draw(anything), "arguments": draw(anything)}
+        message.update(role="assistant", tool_calls=[{"id": "c1", "type": "function", "function": function}])
+    elif where == "part":
+        message["content"] = [draw(anything)]
+    elif where == "text_part":
+        message["content"] = [{"type": "text", "text": draw(anything)}]
+    elif where == "image_part":
+        message["content"] = [{"type": "image_url", "image_url": draw(anything)}]
+    elif where == "image_url":
+        message["content"] = [{"type": "image_url", "image_url": {"url": draw(anything)}}]
+    elif where == "response_format":
+        body["response_format"] = draw(anything)
+    elif where == "json_schema":
+        body["response_format"] = {"type": "json_schema", "json_schema": draw(anything)}
+    elif where == "schema":
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": draw(anything)},
+        }
+    else:
+        field = draw(st.sampled_from(["tools", "frequency_penalty", "presence_penalty", "seed", "stop"]))
+        body[field] = draw(anything)
+    body["stream"] = draw(st.booleans())
+    return body
+
+
+OLLAMA_TARGETS = [("/chat/qwen3", None), ("/v1/chat/completions", "qwen3")]
+
+
+@pytest.mark.parametrize(("path", "model"), OLLAMA_TARGETS, ids=[p for p, _ in OLLAMA_TARGETS])
+def test_malformed_optional_fields_on_an_ollama_route_are_a_400_never_a_500(
+    fuzz_router: Router, path: str, model: str | None
+) -> None:
+    router = fuzz_router[0]
+
+    @FUZZ
+    @given(body=malformed_optional_fields())
+    def run(body: dict[str, Any]) -> None:
+        if model is not None:
+            body["model"] = model
+        response = httpx.post(router.url + path, json=body, timeout=15)
+        where = f"POST {path} {json.dumps(body)[:300]}: {response.status_code} {response.text[:300]}"
+        assert response.status_code in (200, 400), where  # the fake Ollama is healthy: nothing else
+        if response.status_code == 400:
+            error = response.json()["error"]
+            assert set(error) == {"message", "type", "param", "code"}, where
+            assert error["param"], where  # the field is named
+
+    run()
+
+
 def nested(depth: int, kind: str) -> bytes:
     if kind == "list":
         return b"[" * depth + b"]" * depth

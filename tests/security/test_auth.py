@@ -159,9 +159,11 @@ def test_public_status_opens_status_but_not_admin(
     assert httpx.post(router.url + "/admin/reload", timeout=5).status_code == 401
 
 
-def test_probes_and_the_schema_stay_open(router: RunningRouter) -> None:
-    for path in ("/healthz", "/readyz", "/schema/openapi.json"):
+def test_probes_stay_open_and_the_schema_is_for_admins(router: RunningRouter) -> None:
+    for path in ("/healthz", "/readyz"):
         assert httpx.get(router.url + path, timeout=5).status_code == 200
+    assert httpx.get(router.url + "/schema/openapi.json", timeout=5).status_code == 401
+    assert httpx.get(router.url + "/schema/openapi.json", headers=bearer(ADMIN), timeout=5).status_code == 200
 
 
 def test_without_keys_everything_is_open(both_upstreams_router: RunningRouter) -> None:

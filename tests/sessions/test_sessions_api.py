@@ -229,3 +229,60 @@ def test_a_reload_keeps_the_sessions_and_applies_new_limits(fake_ollama: FakeOll
         assert [m["content"] for m in stored(router, "kept")] == ["two", answer, "three", answer]
     finally:
         router.stop()
+
+
+def test_padding_outside_content_is_counted_over_http(
+    fake_ollama: FakeOllama, start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"}],
+            sessions={"max_chars": 20_000},
+        )
+    )
+    fake_ollama.reply_tokens = 2
+    padded = {**user("hi"), "name": "n" * 300_000, "padding": ["p" * 1000] * 200}
+    for message in (user("first"), padded):
+        body = {"messages": [message], "session_id": "padded"}
+        assert httpx.post(router.url + "/chat/qwen3", json=body, timeout=10).status_code == 200
+    status = httpx.get(router.url + "/status").json()["sessions"]
+    assert 0 < status["chars"] <= 20_000  # it used to report the 2 characters of "hi" and keep 500 KB
+    assert status["messages"] == 1 and status["trimmed_messages"] == 3
+
+    body = {"messages": [user("next")], "session_id": "padded"}
+    assert httpx.post(router.url + "/chat/qwen3", json=body, timeout=10).status_code == 200
+    assert fake_ollama.last_request.json["messages"] == [assistant("tok0 tok1"), user("next")]
+
+
+def test_one_key_cannot_evict_another_keys_sessions(
+    fake_ollama: FakeOllama, start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"}],
+            auth={
+                "api_keys": [
+                    {"name": "alice", "key": "alice-key-0123456789abcdef"},
+                    {"name": "bob", "key": "bob-key-0123456789abcdef"},
+                ]
+            },
+            sessions={"max_sessions": 10, "max_sessions_per_key": 3},
+        )
+    )
+    fake_ollama.reply_tokens = 1
+    alice, bob = client(router, "alice-key-0123456789abcdef"), client(router, "bob-key-0123456789abcdef")
+    bob.chat.completions.create(model="qwen3", messages=[user("remember")], extra_body={"session_id": "bob"})
+    for n in range(25):  # far more than the whole store holds
+        alice.chat.completions.create(model="qwen3", messages=[user("x")], extra_body={"session_id": f"a{n}"})
+
+    status = router.sync(router.runtime.sessions.counts)  # /status needs an admin key here
+    assert (status["sessions"], status["evicted"], status["max_sessions_per_key"]) == (4, 22, 3)
+    bob.chat.completions.create(
+        model="qwen3", messages=[user("still there?")], extra_body={"session_id": "bob"}
+    )
+    sent = [m["content"] for m in fake_ollama.last_request.json["messages"]]
+    assert sent == ["remember", "tok0", "still there?"]
+    alice.chat.completions.create(model="qwen3", messages=[user("y")], extra_body={"session_id": "a0"})
+    assert [m["content"] for m in fake_ollama.last_request.json["messages"]] == ["y"]  # her oldest went

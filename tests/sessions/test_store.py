@@ -8,7 +8,14 @@ import pytest
 
 from router.config.models import SessionSettings
 from router.errors import InvalidRequest
-from router.sessions import SessionNotFound, SessionStore
+from router.sessions import (
+    SessionNotFound,
+    SessionStore,
+    enforce_limits,
+    make_room,
+    message_size,
+    messages_to_drop,
+)
 
 
 class Clock:
@@ -76,11 +83,51 @@ def test_messages_beyond_max_messages_drop_the_oldest_first() -> None:
 
 
 def test_characters_beyond_max_chars_drop_the_oldest_messages() -> None:
-    sessions = store(max_chars=10)
-    sessions.record_turn("s1", None, [user("aaaa")], "bbbb", interrupted=False)  # 8 characters
-    sessions.record_turn("s1", None, [user("cc")], "dd", interrupted=False)  # 12: "aaaa" goes
-    assert sessions.history("s1", None) == [assistant("bbbb"), user("cc"), assistant("dd")]
-    assert sessions.counts()["chars"] == 8
+    kept = [assistant("bbbb"), user("cc"), assistant("dd")]
+    sessions = store(max_chars=sum(map(message_size, kept)))
+    sessions.record_turn("s1", None, [user("aaaa")], "bbbb", interrupted=False)
+    sessions.record_turn("s1", None, [user("cc")], "dd", interrupted=False)  # one too many: "aaaa" goes
+    assert sessions.history("s1", None) == kept
+    assert sessions.counts()["chars"] == sum(map(message_size, kept))
+
+
+def test_a_message_counts_whole_as_its_json() -> None:
+    assert message_size(user("abc")) == len('{"role":"user","content":"abc"}')
+    padded = {**user("hi"), "name": "n" * 1000, "tool_calls": [{"id": "x" * 500}], "unknown": ["y" * 700]}
+    assert message_size(padded) > 2200
+
+
+@pytest.mark.parametrize(
+    "padding",
+    [
+        {"name": "n" * 100_000},
+        {"tool_calls": [{"function": {"name": "f", "arguments": "a" * 100_000}}]},
+        {"not_a_field_anyone_knows": ["z" * 1000] * 100},
+    ],
+    ids=["name", "tool_calls", "unknown field"],
+)
+def test_padding_in_any_field_counts_against_max_chars(padding: dict[str, Any]) -> None:
+    sessions = store(max_chars=5000)
+    sessions.record_turn("s1", None, [user("before")], "ok", interrupted=False)
+    sessions.record_turn("s1", None, [{**user("hi"), **padding}], "answer", interrupted=False)
+    history = sessions.history("s1", None)
+    # The padded message is larger than the bound on its own: it is not kept, nor is anything older.
+    assert history == [assistant("answer")]
+    counts = sessions.counts()
+    assert counts["chars"] == message_size(assistant("answer")) <= 5000
+    assert counts["trimmed_messages"] == 3
+
+
+def test_the_reported_size_is_the_stored_size() -> None:
+    sessions = store(max_chars=10_000)
+    messages = [
+        {**user("hi"), "name": "me" * 100},
+        {"role": "user", "content": [{"type": "text", "text": "t"}]},
+    ]
+    sessions.record_turn("s1", None, messages, "yes", interrupted=False)
+    stored = sessions.history("s1", None)
+    assert stored == [*messages, assistant("yes")]
+    assert sessions.counts()["chars"] == sum(map(message_size, stored))
 
 
 def test_non_text_content_counts_by_its_json_size() -> None:
@@ -166,8 +213,9 @@ def test_counts_for_status() -> None:
         "enabled": True,
         "sessions": 1,
         "messages": 2,
-        "chars": 5,
+        "chars": message_size(user("abc")) + message_size(assistant("de")),
         "max_sessions": 10,
+        "max_sessions_per_key": 100,
         "max_messages": 20,
         "max_chars": 1000,
         "idle_ttl": 60.0,
@@ -175,3 +223,99 @@ def test_counts_for_status() -> None:
         "expired": 0,
         "trimmed_messages": 0,
     }
+
+
+# ---- sessions per key -------------------------------------------------------------------------------
+
+
+def test_one_key_creating_sessions_evicts_only_its_own() -> None:
+    clock = Clock()
+    sessions = store(clock, max_sessions=1000, max_sessions_per_key=3)
+    sessions.record_turn("bob-1", "bob", [user("mine")], "ok", interrupted=False)
+    for n in range(50):
+        clock.now += 1
+        sessions.record_turn(f"alice-{n}", "alice", [user(f"q{n}")], "a", interrupted=False)
+    assert sessions.history("bob-1", "bob") == [user("mine"), assistant("ok")]
+    assert [f"alice-{n}" in sessions for n in (46, 47, 48, 49)] == [False, True, True, True]
+    assert len(sessions) == 4 and sessions.counts()["evicted"] == 47
+
+
+def test_a_key_keeps_its_most_recently_used_sessions() -> None:
+    clock = Clock()
+    sessions = store(clock, max_sessions_per_key=2)
+    for name in ("a", "b"):
+        clock.now += 1
+        sessions.record_turn(name, "alice", [user(name)], "x", interrupted=False)
+    sessions.history("a", "alice")  # "a" is now alice's most recently used
+    sessions.record_turn("c", "alice", [user("c")], "x", interrupted=False)
+    assert "a" in sessions and "c" in sessions and "b" not in sessions
+
+
+def test_a_full_store_takes_from_the_key_holding_the_most() -> None:
+    sessions = store(max_sessions=6, max_sessions_per_key=5)
+    for n in range(4):
+        sessions.record_turn(f"alice-{n}", "alice", [user("a")], "a", interrupted=False)
+    for n in range(2):
+        sessions.record_turn(f"bob-{n}", "bob", [user("b")], "b", interrupted=False)
+    sessions.record_turn("bob-2", "bob", [user("b")], "b", interrupted=False)  # full: alice holds the most
+    assert "alice-0" not in sessions and all(f"bob-{n}" in sessions for n in range(3))
+    sessions.record_turn("bob-3", "bob", [user("b")], "b", interrupted=False)  # a tie: bob pays himself
+    assert "bob-0" not in sessions and len(sessions) == 6
+
+
+def test_without_keys_the_per_key_bound_holds_for_everyone_together() -> None:
+    sessions = store(max_sessions=1000, max_sessions_per_key=2)
+    for name in ("a", "b", "c"):
+        sessions.record_turn(name, None, [user(name)], "x", interrupted=False)
+    assert len(sessions) == 2 and "a" not in sessions
+
+
+def test_lower_per_key_limits_apply_on_reload() -> None:
+    clock = Clock()
+    sessions = store(clock)
+    for owner in ("alice", "bob"):
+        for n in range(4):
+            clock.now += 1
+            sessions.record_turn(f"{owner}-{n}", owner, [user("q")], "a", interrupted=False)
+    sessions.configure(SessionSettings(max_sessions_per_key=2))
+    assert sorted(id for id in ("alice-2", "alice-3", "bob-2", "bob-3") if id in sessions) == [
+        "alice-2",
+        "alice-3",
+        "bob-2",
+        "bob-3",
+    ]
+    assert len(sessions) == 4
+    sessions.history("alice-2", "alice")  # now alice's most recently used
+    sessions.configure(SessionSettings(max_sessions=3, max_sessions_per_key=2))
+    assert len(sessions) == 3 and "alice-2" in sessions and "bob-3" in sessions
+
+
+# ---- the bound functions, as any store applies them ----------------------------------------------------
+
+
+def test_messages_to_drop() -> None:
+    limits = SessionSettings(max_messages=3, max_chars=100)
+    assert messages_to_drop([10, 10, 10], 3, 30, limits) == 0
+    assert messages_to_drop([10, 10, 10, 10], 4, 40, limits) == 1  # too many
+    assert messages_to_drop([60, 30, 20], 3, 110, limits) == 1  # too large: the oldest goes
+    assert messages_to_drop([10, 500], 2, 510, limits) == 2  # a message larger than the bound: all go
+    assert messages_to_drop([], 0, 0, limits) == 0
+
+
+def test_make_room() -> None:
+    limits = SessionSettings(max_sessions=10, max_sessions_per_key=3)
+    assert make_room("a", {}, limits) == []
+    assert make_room("a", {"a": 2, "b": 3}, limits) == []
+    assert make_room("a", {"a": 3, "b": 3}, limits) == ["a"]  # its own, never b's
+    assert make_room("a", {"a": 5, "b": 3}, limits) == ["a", "a", "a"]  # after the limit was lowered
+    assert make_room("c", {"a": 3, "b": 3, "c": 1, None: 3}, limits) == ["a"]  # full: the largest, first seen
+    assert make_room("c", {"a": 2, "b": 3, "c": 3, None: 2}, limits) == ["c"]  # c is at its own limit
+    roomy = SessionSettings(max_sessions=10, max_sessions_per_key=5)
+    assert make_room(None, {"a": 3, "b": 3, None: 3, "c": 1}, roomy) == [None]  # full, a tie: the newcomer
+
+
+def test_enforce_limits() -> None:
+    limits = SessionSettings(max_sessions=4, max_sessions_per_key=3)
+    assert enforce_limits({"a": 3, "b": 1}, limits) == []
+    assert enforce_limits({"a": 5, "b": 1}, limits) == ["a", "a"]
+    assert sorted(map(str, enforce_limits({"a": 3, "b": 3}, limits))) == ["a", "b"]
