@@ -284,51 +284,60 @@ def decode_json(raw: bytes, url: str, content_type: str = "application/json") ->
         raise BadUpstreamResponse(f"upstream at {url} answered a body that is not JSON: {what}") from None
 
 
-class LineTooLong(Exception):
-    """A line grew past the splitter's limit; what arrived of it is dropped."""
-
-
 class LineSplitter:
     """Cuts a byte stream into lines of at most `limit` bytes, keeping an unfinished line for the next read.
 
     The pieces of an unfinished line are kept in a list and joined once, when the line ends: adding each
     read to the previous rest would copy a long line again on every read (quadratic), on the event loop.
     A read no longer than `limit` cannot hold a too-long line of its own, so the common case checks one
-    length per read, not one per line.
+    length per read, not one per line. Past the limit, `too_long` is set and the lines before the long
+    one are still returned (they are complete, and may be the answer's last good chunks).
     """
 
-    __slots__ = ("_pieces", "_size", "limit")
+    __slots__ = ("_pieces", "_size", "limit", "too_long")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
+        self.too_long = False
         self._pieces: list[bytes] = []
         self._size = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        """The complete lines in what arrived so far (without their line ends); LineTooLong past `limit`."""
+        """The complete lines in what arrived so far (without their line ends)."""
         lines = data.split(b"\n")
         rest = lines.pop()
+        limit = self.limit
+        check = len(data) > limit
         if self._pieces:
             if not lines:  # the unfinished line goes on
                 self._size += len(rest)
-                if self._size > self.limit:
-                    raise LineTooLong
-                self._pieces.append(rest)
+                if self._size > limit:
+                    self._refuse()
+                else:
+                    self._pieces.append(rest)
                 return lines
             self._pieces.append(lines[0])
             lines[0] = b"".join(self._pieces)
             self._pieces = []
+            check = check or len(lines[0]) > limit
             self._size = 0
-            if len(lines[0]) > self.limit:
-                raise LineTooLong
-        if len(data) > self.limit and any(len(line) > self.limit for line in lines):
-            raise LineTooLong
+        if check:
+            for index, line in enumerate(lines):
+                if len(line) > limit:
+                    self._refuse()
+                    return lines[:index]
+            if len(rest) > limit:
+                self._refuse()
+                return lines
         if rest:
-            if len(rest) > self.limit:
-                raise LineTooLong
             self._pieces.append(rest)
             self._size = len(rest)
         return lines
+
+    def _refuse(self) -> None:
+        self.too_long = True
+        self._pieces = []
+        self._size = 0
 
     @property
     def pending(self) -> bytes:
@@ -382,29 +391,33 @@ class LineStream(EventStream):
     async def read(self) -> list[bytes] | None:
         if self.done:
             return None
+        lines = self.lines
+        if lines.too_long:
+            self._refuse_long_line()
         data = await read_some(self.response, self.url)
         if not data:
-            if not self.lines.pending.strip():
+            if not lines.pending.strip():
                 self.close()
                 raise UpstreamReset(
                     f"upstream at {self.url} closed the stream before the answer was complete"
                 )
             data = b"\n"
-        try:
-            lines = self.lines.feed(data)
-        except LineTooLong:
-            self.close()
-            raise BadUpstreamResponse(
-                f"upstream {self.wire.name!r} at {self.url} sent a stream line (an SSE event or NDJSON "
-                f"line) longer than {self.lines.limit} bytes (its max_line_bytes); the answer was cut off"
-            ) from None
         payloads: list[bytes] = []
-        for line in lines:
+        for line in lines.feed(data):
             payloads.extend(self.translate(line))
             if self.done:
                 self.response.release()
                 return payloads or None
+        if lines.too_long and not payloads:  # else the good chunks go first, the error at the next read
+            self._refuse_long_line()
         return payloads
+
+    def _refuse_long_line(self) -> None:
+        self.close()
+        raise BadUpstreamResponse(
+            f"upstream {self.wire.name!r} at {self.url} sent a stream line (an SSE event or NDJSON line) "
+            f"longer than {self.lines.limit} bytes (its max_line_bytes); the answer was cut off"
+        )
 
     def close(self) -> None:
         if self.done:
