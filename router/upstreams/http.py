@@ -306,29 +306,44 @@ class LineSplitter:
         """The complete lines in what arrived so far (without their line ends)."""
         lines = data.split(b"\n")
         rest = lines.pop()
-        limit = self.limit
-        check = len(data) > limit
         if self._pieces:
-            if not lines:  # the unfinished line goes on
-                self._size += len(rest)
-                if self._size > limit:
-                    self._refuse()
-                else:
-                    self._pieces.append(rest)
-                return lines
-            self._pieces.append(lines[0])
-            lines[0] = b"".join(self._pieces)
-            self._pieces = []
-            check = check or len(lines[0]) > limit
-            self._size = 0
-        if check:
-            for index, line in enumerate(lines):
-                if len(line) > limit:
-                    self._refuse()
-                    return lines[:index]
-            if len(rest) > limit:
+            return self._continue(lines, rest, data)
+        if len(data) > self.limit:
+            return self._check(lines, rest)
+        if rest:
+            self._pieces.append(rest)
+            self._size = len(rest)
+        return lines
+
+    def _continue(self, lines: list[bytes], rest: bytes, data: bytes) -> list[bytes]:
+        """`feed` when an unfinished line was waiting for this read."""
+        pieces = self._pieces
+        if not lines:  # the unfinished line goes on
+            self._size += len(rest)
+            if self._size > self.limit:
                 self._refuse()
-                return lines
+            else:
+                pieces.append(rest)
+            return lines
+        lines[0] = pieces[0] + lines[0] if len(pieces) == 1 else b"".join([*pieces, lines[0]])
+        self._pieces = []
+        self._size = 0
+        if len(data) > self.limit or len(lines[0]) > self.limit:
+            return self._check(lines, rest)
+        if rest:
+            self._pieces.append(rest)
+            self._size = len(rest)
+        return lines
+
+    def _check(self, lines: list[bytes], rest: bytes) -> list[bytes]:
+        """The slow path of a read longer than the limit: look at each line."""
+        for index, line in enumerate(lines):
+            if len(line) > self.limit:
+                self._refuse()
+                return lines[:index]
+        if len(rest) > self.limit:
+            self._refuse()
+            return lines
         if rest:
             self._pieces.append(rest)
             self._size = len(rest)
