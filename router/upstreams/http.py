@@ -213,9 +213,6 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[byt
 
     Pieces are kept in a list and joined once: an endless body costs at most `limit` bytes and one copy.
     """
-    declared = response.content_length
-    if declared is not None and declared > limit:
-        return b"", True
     content = response.content
     pieces: list[bytes] = []
     size = 0
@@ -233,8 +230,12 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[byt
 
 async def read_body(response: aiohttp.ClientResponse, url: str, limit: int, wire: Wire) -> bytes:
     """A whole success body, refused (502, connection closed) beyond `limit` bytes."""
+    declared = response.content_length
     try:
-        raw, more = await read_capped(response, limit)
+        if declared is not None and declared > limit:
+            raw, more = b"", True  # refused before a byte of it is read
+        else:
+            raw, more = await read_capped(response, limit)
     except (TimeoutError, aiohttp.ClientError) as exc:
         response.close()
         raise from_client_exception(exc, url) from exc

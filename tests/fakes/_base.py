@@ -277,7 +277,8 @@ class FakeUpstream:
     Knobs (plain attributes, read once per request): `models`, `reply_tokens`, `reply_text`,
     `chunk_delay`, `probe_status`, `probe_delay`, `accept_any_model`, and for hostile probes
     `probe_location` (probes answer a redirect there: `probe_status` if it is a 3xx, else 307) and
-    `probe_echo_headers` (a failing probe's error message quotes the request's headers).
+    `probe_echo_headers` (a failing probe's error message quotes the request's headers) and
+    `probe_endless` (probes answer 200 with a JSON body that never ends, as `endless_body` does).
     Every request on any path is kept in `received` (when `record_requests`), so a server that should
     have been left alone (a redirect's target) can show it was.
     """
@@ -310,6 +311,7 @@ class FakeUpstream:
             "probe_delay": 0.0,
             "probe_location": None,
             "probe_echo_headers": False,
+            "probe_endless": False,
         }
         self.host = host
         self.record_requests = record_requests
@@ -342,6 +344,7 @@ class FakeUpstream:
     probe_delay: float
     probe_location: str | None
     probe_echo_headers: bool
+    probe_endless: bool
 
     def reset(self) -> None:
         """Back to the constructor's knobs, `normal` behaviour, no queued failures, empty recordings."""
@@ -636,6 +639,10 @@ class FakeUpstream:
             if location is not None:
                 code = status if status is not None and 300 <= status < 400 else 307
                 return web.Response(status=code, headers={"Location": location})
+            if self.probe_endless:
+                response = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await response.prepare(request)
+                return await self._endless(response, b'{"models":"', b"a", Behaviour.make("endless_body"))
             if status is not None and status != 200:
                 message = f"fake probe failure on {path}"
                 if self.probe_echo_headers:

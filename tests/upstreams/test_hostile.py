@@ -110,6 +110,16 @@ def test_a_flood_of_empty_lines_ends_at_the_stall_timeout(fake: FakeUpstream, st
     assert CLIENT.get(router.url + "/healthz").status_code == 200
 
 
+def test_an_endless_probe_listing_is_cut_and_fails_the_probe(fake: FakeUpstream, start_router: Start) -> None:
+    router = start_router(one_route(fake, defaults={"health_check": FAST_HEALTH}, max_response_bytes=MIB))
+    wait_for(lambda: _health(router)["state"] == "healthy")
+    fake.probe_endless = True
+    wait_for(lambda: _health(router)["state"] == "unhealthy")
+    assert "max_response_bytes" in (_health(router)["last_error"] or "")
+    assert fake.endless_bytes < 64 * MIB * max(1, sum(fake.probe_count.values()))
+    assert CLIENT.get(router.url + "/healthz").status_code == 200
+
+
 # ---- 2. redirects ---------------------------------------------------------------------------------
 
 
