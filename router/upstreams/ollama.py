@@ -58,7 +58,7 @@ class OllamaAdapter(UpstreamAdapter):
             answer = await read_json(response, self.chat_url, self.wire)
         if not isinstance(answer, dict) or "message" not in answer:
             if isinstance(answer, dict) and "error" in answer:
-                raise UpstreamStatus(f"ollama at {self.root}: {answer['error']}", status=500)
+                raise UpstreamStatus(self.wire.scrub(f"ollama at {self.root}: {answer['error']}"), status=500)
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
         stats = new_stats(call)
         record_final_line(stats, answer)
@@ -112,12 +112,13 @@ class OllamaStream(LineStream):
             line = decode_json(raw, self.url)
         except UpstreamError:
             raise BadUpstreamResponse(
-                f"ollama at {self.url} sent a stream line that is not JSON: {raw[:200]!r}"
+                self.wire.scrub(f"ollama at {self.url} sent a stream line that is not JSON: {raw[:200]!r}")
             ) from None
         if not isinstance(line, dict):
             raise BadUpstreamResponse(f"ollama at {self.url} sent a stream line that is not an object")
         if "error" in line:
-            raise UpstreamStatus(f"ollama at {self.url} failed mid-answer: {line['error']}", status=500)
+            message = self.wire.scrub(f"ollama at {self.url} failed mid-answer: {line['error']}")
+            raise UpstreamStatus(message, status=500)
         if self.stats.text is not None:
             self.stats.text.append((line.get("message") or {}).get("content") or "")
         if line.get("done"):

@@ -67,7 +67,8 @@ class OpenAIAdapter(UpstreamAdapter):
         answer = decode_json(raw, self.chat_url, response.content_type)
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
             if isinstance(answer, dict) and "error" in answer:
-                raise UpstreamStatus(f"upstream at {self.chat_url}: {answer['error']}", status=500)
+                message = self.wire.scrub(f"upstream at {self.chat_url}: {answer['error']}")
+                raise UpstreamStatus(message, status=500)
             raise BadUpstreamResponse(
                 f"upstream at {self.chat_url} answered JSON that is not a chat completion"
             )
@@ -127,15 +128,15 @@ class OpenAIStream(LineStream):
         try:
             chunk = decode_json(payload, self.url)
         except BadUpstreamResponse:
-            raise BadUpstreamResponse(
-                f"upstream at {self.url} sent a stream event that is not JSON: {payload[:200]!r}"
-            ) from None
+            what = f"upstream at {self.url} sent a stream event that is not JSON: {payload[:200]!r}"
+            raise BadUpstreamResponse(self.wire.scrub(what)) from None
         if not isinstance(chunk, dict):
             raise BadUpstreamResponse(f"upstream at {self.url} sent a stream event that is not an object")
         error = chunk.get("error")
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamStatus(f"upstream at {self.url} failed mid-answer: {message}", status=500)
+            text = self.wire.scrub(f"upstream at {self.url} failed mid-answer: {message}")
+            raise UpstreamStatus(text, status=500)
         self.stats.take_usage(chunk.get("usage"))
         for choice in chunk.get("choices") or ():
             self.stats.take_choice(choice, "delta")

@@ -16,6 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
+from router.config.models import UpstreamConfig
+from router.upstreams import build_adapter
+from router.upstreams.base import ChatCall, Limits
+from router.upstreams.errors import UpstreamError
 from tests.chaos import CLIENT, FAST_HEALTH, EventListener, body, error_of, post, stream, upstream
 from tests.fakes import FakeOllama, FakeOpenAI, FakeUpstream, wait_for
 from tests.support.router_server import RunningRouter, table
@@ -264,3 +268,51 @@ def _health(router: RunningRouter) -> dict[str, Any]:
     health = _replica(router)["health"]
     assert health is not None
     return health  # type: ignore[no-any-return]
+
+
+async def test_the_adapters_never_repeat_their_own_credentials(fake: FakeUpstream) -> None:
+    """Whatever path an upstream's words take (error status, in-stream error, garbage line), the error
+    the adapter raises already has this upstream's credentials masked, before any other redaction."""
+    config = UpstreamConfig(
+        name="u",
+        type=fake.kind,  # type: ignore[arg-type]
+        base_url=fake.base_url,
+        api_key=SECRET_KEY,
+        headers={"X-Custom-Token": SECRET_HEADER},
+    )
+    adapter = build_adapter(config)
+    call = ChatCall(
+        body={"messages": [{"role": "user", "content": "hi"}]},
+        model=fake.models[0],
+        stream=True,
+        max_tokens=None,
+        include_usage=False,
+        options={},
+        request_id="00000000-0000-4000-8000-000000000000",
+    )
+    leak = f"I saw {SECRET_KEY} and {SECRET_HEADER}"
+    cases = [
+        ("echo_headers", {"code": 500}),
+        ("status", {"code": 400, "body": None}),
+        ("error_line", {"after": 1, "message": leak}),
+        ("malformed_line", {"after": 1, "line": _frame(fake, leak)}),
+    ]
+    try:
+        for name, params in cases:
+            fake.set_behaviour(name, **params)
+            with pytest.raises(UpstreamError) as caught:
+                stream, _ = await adapter.open_stream(call, Limits.of(5, 1))
+                try:
+                    while await stream.read() is not None:
+                        pass
+                finally:
+                    stream.close()
+            message = caught.value.message
+            assert SECRET_KEY not in message and SECRET_HEADER not in message, (name, message)
+    finally:
+        await adapter.close()
+
+
+def _frame(fake: FakeUpstream, text: str) -> bytes:
+    """A stream line that is not JSON and quotes `text`."""
+    return f"{text}\n".encode() if fake.kind == "ollama" else f"data: {text}\n\n".encode()
