@@ -80,7 +80,15 @@ def route_status(route: Route) -> dict[str, Any]:
 
 
 def snapshot(runtime: Runtime) -> dict[str, Any]:
-    """The whole `/status` document."""
+    """The whole `/status` document, with every known secret masked.
+
+    It quotes text the upstreams wrote (a probe's error may echo the request's credential headers) and
+    may be readable by anyone (`auth.public_status`), so the whole document goes through the redactor.
+    """
+    return runtime.redactor.value(_snapshot(runtime))  # type: ignore[no-any-return]
+
+
+def _snapshot(runtime: Runtime) -> dict[str, Any]:
     loaded = runtime.current
     assert loaded is not None
     config = loaded.table.config
@@ -100,11 +108,12 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
 
 def debug_snapshot(runtime: Runtime) -> dict[str, Any]:
     """`/status` plus the machinery behind it: the shared probe loops and who listens to `/events`."""
-    return {
-        **snapshot(runtime),
+    document = {
+        **_snapshot(runtime),
         "probe_loops": runtime.prober.loops(),
         "event_subscribers": runtime.events.subscriber_count,
     }
+    return runtime.redactor.value(document)  # type: ignore[no-any-return]
 
 
 def status_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPRouteHandler]:

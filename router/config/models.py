@@ -59,12 +59,16 @@ class UpstreamConfig(FrozenModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     max_queue: int = Field(default=0, ge=0)
     queue_timeout: float = Field(default=30.0, gt=0)
+    # Size bounds on what the upstream sends back: a whole (non-streamed) answer, and one stream line.
+    max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     def identity(self) -> tuple[Any, ...]:
         """What must stay equal for a reload to keep this upstream's connection pool and breaker."""
         key = self.api_key.get_secret_value() if self.api_key else None
         headers = tuple(sorted(self.headers.items()))
-        return (self.type, self.base_url.rstrip("/"), key, headers, self.max_connections)
+        bounds = (self.max_response_bytes, self.max_line_bytes)  # the adapter reads them once
+        return (self.type, self.base_url.rstrip("/"), key, headers, self.max_connections, *bounds)
 
 
 class RoutePolicy(FrozenModel):

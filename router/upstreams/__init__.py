@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from router.config.models import UpstreamConfig
 from router.upstreams.base import UpstreamAdapter
-from router.upstreams.http import new_session
+from router.upstreams.http import new_probe_session, new_session
 from router.upstreams.ollama import OllamaAdapter
 from router.upstreams.openai import OpenAIAdapter
 
@@ -12,5 +12,6 @@ ADAPTERS: dict[str, type[UpstreamAdapter]] = {"ollama": OllamaAdapter, "openai":
 
 
 def build_adapter(config: UpstreamConfig) -> UpstreamAdapter:
-    """The adapter for an upstream's `type`, with a fresh connection pool (call inside the event loop)."""
-    return ADAPTERS[config.type](config, new_session(config))
+    """The adapter for an upstream's `type`, with fresh connection pools (call inside the event loop):
+    one for client traffic, a small one of its own for health probes."""
+    return ADAPTERS[config.type](config, new_session(config), new_probe_session(config))

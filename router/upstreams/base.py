@@ -108,10 +108,18 @@ class EventStream(ABC):
 class UpstreamAdapter(ABC):
     """One model server, with its own pooled HTTP client shared by every route that uses it."""
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        session: aiohttp.ClientSession,
+        probe_session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.session = session
+        # Health probes get their own small pool when given one, so that client traffic holding every
+        # pooled connection cannot make probes wait and mark a responsive upstream down.
+        self.probe_session = probe_session or session
 
     @abstractmethod
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
@@ -136,5 +144,7 @@ class UpstreamAdapter(ABC):
         """
 
     async def close(self) -> None:
-        """Close the connection pool (after a reload removed the upstream, or at shutdown)."""
+        """Close the connection pools (after a reload removed the upstream, or at shutdown)."""
         await self.session.close()
+        if self.probe_session is not self.session:
+            await self.probe_session.close()

@@ -68,6 +68,32 @@ class UpstreamReset(UpstreamError):
     code = "upstream_connection_reset"
 
 
+class UpstreamRedirect(BadUpstreamResponse):
+    """The upstream answered a redirect. Never followed: that would send the configured credentials and the
+    user's prompt to whatever host the Location names, and pass its answer off as the model's.
+
+    Not retried on the same replica (it will redirect again: the fix is the table's `base_url`); a replica
+    or fallback may still be tried. It counts against the upstream: it is misconfigured or compromised.
+    """
+
+    code = "upstream_redirect"
+    retryable = False
+
+
+class UpstreamPoolExhausted(UpstreamError):
+    """Every pooled connection to the upstream is busy (`max_connections`): the router's own back-pressure.
+
+    The upstream did nothing wrong, so the breaker never hears of it, and another attempt on the same pool
+    would only wait again; the client is told when to come back instead.
+    """
+
+    status = 503
+    type = "server_error"
+    code = "upstream_pool_exhausted"
+    retryable = False
+    upstream_fault = False
+
+
 class UpstreamStatus(UpstreamError):
     """The upstream answered with an error status; its own message is kept for the client."""
 

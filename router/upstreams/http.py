@@ -11,6 +11,8 @@ import asyncio
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -20,17 +22,76 @@ from yarl import URL
 from router.config.models import UpstreamConfig
 from router.echo import shown
 from router.policies.retry import retry_after_from_headers
+from router.security.redact import Redactor
 from router.upstreams.base import AnswerStats, EventStream, Limits
 from router.upstreams.errors import (
     BadUpstreamResponse,
     UpstreamError,
+    UpstreamPoolExhausted,
+    UpstreamRedirect,
     UpstreamReset,
     UpstreamStatus,
     UpstreamTimeout,
     from_client_exception,
 )
 
-_ERROR_BODY_LIMIT = 64 * 1024
+_ERROR_BODY_LIMIT = 64 * 1024  # an error page is read for its message only
+_PROBE_CONNECTIONS = 4  # health probes' own pool: they never queue behind client traffic
+_POOL_RETRY_AFTER = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """What the HTTP plumbing knows of one upstream, prepared once: its name, its size bounds, its secrets.
+
+    `scrub` masks this upstream's own credentials (api_key, header values) in messages built from what
+    it sent back: an upstream that quotes the request's headers in an error must not have them repeated
+    to clients, logs or `/status`, whatever else redacts further down the line.
+    """
+
+    name: str
+    max_connections: int
+    max_response_bytes: int
+    max_line_bytes: int
+    scrub: Callable[[str], str]
+
+    @classmethod
+    def of(cls, config: UpstreamConfig) -> Wire:
+        """The wire view of an upstream's configuration."""
+        secrets = list(config.headers.values())
+        secrets += [value.partition(" ")[2].strip() for value in config.headers.values()]
+        if config.api_key is not None:
+            secrets.append(config.api_key.get_secret_value())
+        return cls(
+            name=config.name,
+            max_connections=config.max_connections,
+            max_response_bytes=config.max_response_bytes,
+            max_line_bytes=config.max_line_bytes,
+            scrub=Redactor(secrets),
+        )
+
+
+# Set by `_Pool` in the requesting task when its wait for a free pooled connection ended in failure: the
+# connect timeout that follows is then the router's own back-pressure, not the upstream's fault.
+_POOL_WAIT_FAILED: ContextVar[bool] = ContextVar("pool_wait_failed", default=False)
+
+
+class _Pool(aiohttp.TCPConnector):
+    """aiohttp's connector, telling a full pool apart from an upstream that does not accept connections.
+
+    aiohttp's `ClientTimeout.connect` covers both waiting for a free pooled connection (`limit`) and
+    opening the socket (`sock_connect`), and raises the same `ConnectionTimeoutError` for either. The
+    wait goes through `_wait_for_available_connection` only when the pool is full, so marking its failure
+    costs nothing on the hot path. With an aiohttp that lacks the hook the mark is never set, and a full
+    pool reads as an unreachable upstream, as before.
+    """
+
+    async def _wait_for_available_connection(self, key: Any, traces: Any) -> None:
+        try:
+            await super()._wait_for_available_connection(key, traces)  # type: ignore[misc]
+        except BaseException:
+            _POOL_WAIT_FAILED.set(True)
+            raise
 
 
 @asynccontextmanager
@@ -45,9 +106,9 @@ async def deadline(seconds: float, url: str) -> AsyncIterator[None]:
         ) from None
 
 
-def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
-    """One pooled client per upstream, sized by the upstream's `max_connections`."""
-    connector = aiohttp.TCPConnector(limit=config.max_connections, limit_per_host=0, ttl_dns_cache=300)
+def new_session(config: UpstreamConfig, limit: int | None = None) -> aiohttp.ClientSession:
+    """One pooled client per upstream, sized by the upstream's `max_connections` (or `limit`)."""
+    connector = _Pool(limit=limit or config.max_connections, limit_per_host=0, ttl_dns_cache=300)
     headers = dict(config.headers)
     if config.api_key is not None:
         headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
@@ -62,8 +123,19 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     )
 
 
+def new_probe_session(config: UpstreamConfig) -> aiohttp.ClientSession:
+    """The health probes' own small pool: client streams holding every pooled connection must not make
+    probes queue, time out, and mark a perfectly responsive upstream down."""
+    return new_session(config, limit=_PROBE_CONNECTIONS)
+
+
 async def post_json(
-    session: aiohttp.ClientSession, url: URL, payload: Mapping[str, Any], limits: Limits, request_id: str
+    session: aiohttp.ClientSession,
+    url: URL,
+    payload: Mapping[str, Any],
+    limits: Limits,
+    request_id: str,
+    wire: Wire,
 ) -> aiohttp.ClientResponse:
     """POST `payload`, and return the response only if its status is a success.
 
@@ -72,33 +144,59 @@ async def post_json(
     `url` is a parsed URL prepared once per upstream: parsing it again on every request is measurable.
     """
     headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
-    return await _send(
-        session.post(url, data=msgspec.json.encode(payload), headers=headers, timeout=limits.client_timeout),
+    request = session.post(
         url,
+        data=msgspec.json.encode(payload),
+        headers=headers,
+        timeout=limits.client_timeout,
+        allow_redirects=False,
     )
+    return await _send(request, url, wire)
 
 
-async def _send(request: Any, url: URL | str) -> aiohttp.ClientResponse:
-    """Await an aiohttp request; connection failures and error statuses become UpstreamErrors."""
+async def _send(request: Any, url: URL | str, wire: Wire) -> aiohttp.ClientResponse:
+    """Await an aiohttp request; connection failures, redirects and error statuses become UpstreamErrors."""
     try:
         response: aiohttp.ClientResponse = await request
     except (TimeoutError, aiohttp.ClientError) as exc:
+        if isinstance(exc, aiohttp.ConnectionTimeoutError) and _POOL_WAIT_FAILED.get():
+            _POOL_WAIT_FAILED.set(False)
+            raise UpstreamPoolExhausted(
+                f"all {wire.max_connections} pooled connections to upstream {wire.name!r} at {url} are "
+                "busy (its max_connections) and none came free within the route's connect_timeout; retry "
+                "later, or raise max_connections (or set max_concurrency with max_queue to queue requests)",
+                retry_after=_POOL_RETRY_AFTER,
+            ) from None
         raise from_client_exception(exc, url) from exc
-    if response.status >= 400:
+    if response.status >= 300:
         try:
-            raise await status_error(response, url)
+            if response.status < 400:
+                raise _redirect(response, url, wire)
+            raise await status_error(response, url, wire)
         finally:
-            response.release()
+            response.release()  # an unread body closes the connection rather than pooling it
     return response
 
 
-async def status_error(response: aiohttp.ClientResponse, url: URL | str) -> UpstreamError:
+def _redirect(response: aiohttp.ClientResponse, url: URL | str, wire: Wire) -> UpstreamError:
+    location = response.headers.get("Location") or "(no Location header)"
+    if len(location) > 300:
+        location = location[:300] + "..."
+    return UpstreamRedirect(
+        wire.scrub(
+            f"upstream {wire.name!r} at {url} answered a redirect (HTTP {response.status}) to {location}; "
+            "the router never follows redirects: point base_url at the model server itself"
+        )
+    )
+
+
+async def status_error(response: aiohttp.ClientResponse, url: URL | str, wire: Wire) -> UpstreamError:
     """Turn an error answer into an error that keeps the upstream's words (OpenAI or Ollama shaped)."""
     try:
-        raw = await response.content.read(_ERROR_BODY_LIMIT)
+        raw, _ = await read_capped(response, _ERROR_BODY_LIMIT)
     except (TimeoutError, aiohttp.ClientError) as exc:
         return from_client_exception(exc, url)
-    message = upstream_message(raw, response.content_type)
+    message = wire.scrub(upstream_message(raw, response.content_type))
     if _is_html(raw, response.content_type):
         # Not the model server's own error: a proxy or web server answered in its place.
         return BadUpstreamResponse(f"upstream at {url} answered HTTP {response.status} with {message}")
@@ -108,6 +206,47 @@ async def status_error(response: aiohttp.ClientResponse, url: URL | str) -> Upst
         status=response.status,
         retry_after=retry_after,
     )
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether there was more (the rest is left unread).
+
+    Pieces are kept in a list and joined once: an endless body costs at most `limit` bytes and one copy.
+    """
+    content = response.content
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        piece = await content.readany()
+        if not piece:
+            break
+        size += len(piece)
+        if size > limit:
+            pieces.append(piece[: limit - size + len(piece)])
+            return b"".join(pieces), True
+        pieces.append(piece)
+    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), False
+
+
+async def read_body(response: aiohttp.ClientResponse, url: str, limit: int, wire: Wire) -> bytes:
+    """A whole success body, refused (502, connection closed) beyond `limit` bytes."""
+    declared = response.content_length
+    try:
+        if declared is not None and declared > limit:
+            raw, more = b"", True  # refused before a byte of it is read
+        else:
+            raw, more = await read_capped(response, limit)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        response.close()
+        raise from_client_exception(exc, url) from exc
+    if more:
+        response.close()  # not back to the pool: the rest of the body is still on its way
+        raise BadUpstreamResponse(
+            f"upstream {wire.name!r} at {url} answered a body larger than {limit} bytes (its "
+            "max_response_bytes); the answer was cut off and refused"
+        )
+    response.release()
+    return raw
 
 
 def _is_html(raw: bytes, content_type: str) -> bool:
@@ -131,14 +270,9 @@ def upstream_message(raw: bytes, content_type: str) -> str:
     return str(data)[:500]
 
 
-async def read_json(response: aiohttp.ClientResponse, url: str) -> Any:
-    """Read a whole success body as JSON; anything else is a bad upstream response."""
-    try:
-        raw = await response.read()
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise from_client_exception(exc, url) from exc
-    finally:
-        response.release()
+async def read_json(response: aiohttp.ClientResponse, url: str, wire: Wire) -> Any:
+    """Read a whole success body (within `max_response_bytes`) as JSON; else a bad upstream response."""
+    raw = await read_body(response, url, wire.max_response_bytes, wire)
     return decode_json(raw, url, response.content_type)
 
 
@@ -152,25 +286,79 @@ def decode_json(raw: bytes, url: str, content_type: str = "application/json") ->
 
 
 class LineSplitter:
-    """Cuts a byte stream into lines, keeping an incomplete last line for the next read."""
+    """Cuts a byte stream into lines of at most `limit` bytes, keeping an unfinished line for the next read.
 
-    __slots__ = ("_rest",)
+    The pieces of an unfinished line are kept in a list and joined once, when the line ends: adding each
+    read to the previous rest would copy a long line again on every read (quadratic), on the event loop.
+    A read no longer than `limit` cannot hold a too-long line of its own, so the common case checks one
+    length per read, not one per line. Past the limit, `too_long` is set and the lines before the long
+    one are still returned (they are complete, and may be the answer's last good chunks).
+    """
 
-    def __init__(self) -> None:
-        self._rest = b""
+    __slots__ = ("_pieces", "_size", "limit", "too_long")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.too_long = False
+        self._pieces: list[bytes] = []
+        self._size = 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """The complete lines in what arrived so far (without their line ends)."""
-        if self._rest:
-            data = self._rest + data
         lines = data.split(b"\n")
-        self._rest = lines.pop()
+        rest = lines.pop()
+        if self._pieces:
+            return self._continue(lines, rest, data)
+        if len(data) > self.limit:
+            return self._check(lines, rest)
+        if rest:
+            self._pieces.append(rest)
+            self._size = len(rest)
         return lines
+
+    def _continue(self, lines: list[bytes], rest: bytes, data: bytes) -> list[bytes]:
+        """`feed` when an unfinished line was waiting for this read."""
+        pieces = self._pieces
+        if not lines:  # the unfinished line goes on
+            self._size += len(rest)
+            if self._size > self.limit:
+                self._refuse()
+            else:
+                pieces.append(rest)
+            return lines
+        lines[0] = pieces[0] + lines[0] if len(pieces) == 1 else b"".join([*pieces, lines[0]])
+        self._pieces = []
+        self._size = 0
+        if len(data) > self.limit or len(lines[0]) > self.limit:
+            return self._check(lines, rest)
+        if rest:
+            self._pieces.append(rest)
+            self._size = len(rest)
+        return lines
+
+    def _check(self, lines: list[bytes], rest: bytes) -> list[bytes]:
+        """The slow path of a read longer than the limit: look at each line."""
+        for index, line in enumerate(lines):
+            if len(line) > self.limit:
+                self._refuse()
+                return lines[:index]
+        if len(rest) > self.limit:
+            self._refuse()
+            return lines
+        if rest:
+            self._pieces.append(rest)
+            self._size = len(rest)
+        return lines
+
+    def _refuse(self) -> None:
+        self.too_long = True
+        self._pieces = []
+        self._size = 0
 
     @property
     def pending(self) -> bytes:
         """Bytes of a line that has not ended yet."""
-        return self._rest
+        return b"".join(self._pieces)
 
 
 async def read_some(response: aiohttp.ClientResponse, url: str) -> bytes:
@@ -181,13 +369,13 @@ async def read_some(response: aiohttp.ClientResponse, url: str) -> bytes:
         raise from_client_exception(exc, url) from exc
 
 
-async def get(session: aiohttp.ClientSession, url: str, want_json: bool) -> Any:
+async def get(session: aiohttp.ClientSession, url: str, want_json: bool, wire: Wire) -> Any:
     """GET for probes: raises unless the status is a success; the JSON body when asked for."""
-    response = await _send(session.get(url), url)
+    response = await _send(session.get(url, allow_redirects=False), url, wire)
     if not want_json:
-        response.release()
+        response.release()  # an unread body closes the connection
         return None
-    return await read_json(response, url)
+    return await read_json(response, url, wire)
 
 
 class LineStream(EventStream):
@@ -197,10 +385,11 @@ class LineStream(EventStream):
     the line cutting, and refuses an answer that stops before its end marker.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, stats: AnswerStats) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, url: str, stats: AnswerStats, wire: Wire) -> None:
         self.response = response
         self.url = url
-        self.lines = LineSplitter()
+        self.wire = wire
+        self.lines = LineSplitter(wire.max_line_bytes)
         self.stats = stats
         self.done = False
 
@@ -218,21 +407,33 @@ class LineStream(EventStream):
     async def read(self) -> list[bytes] | None:
         if self.done:
             return None
+        lines = self.lines
+        if lines.too_long:
+            self._refuse_long_line()
         data = await read_some(self.response, self.url)
         if not data:
-            if not self.lines.pending.strip():
+            if not lines.pending.strip():
                 self.close()
                 raise UpstreamReset(
                     f"upstream at {self.url} closed the stream before the answer was complete"
                 )
             data = b"\n"
         payloads: list[bytes] = []
-        for line in self.lines.feed(data):
+        for line in lines.feed(data):
             payloads.extend(self.translate(line))
             if self.done:
                 self.response.release()
                 return payloads or None
+        if lines.too_long and not payloads:  # else the good chunks go first, the error at the next read
+            self._refuse_long_line()
         return payloads
+
+    def _refuse_long_line(self) -> None:
+        self.close()
+        raise BadUpstreamResponse(
+            f"upstream {self.wire.name!r} at {self.url} sent a stream line (an SSE event or NDJSON line) "
+            f"longer than {self.lines.limit} bytes (its max_line_bytes); the answer was cut off"
+        )
 
     def close(self) -> None:
         if self.done:
@@ -265,8 +466,9 @@ class SharedProbe:
     `max_age` is reused, so probing cost grows with upstreams, not with routes.
     """
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
+    def __init__(self, session: aiohttp.ClientSession, wire: Wire) -> None:
         self.session = session
+        self.wire = wire
         self._results: dict[str, tuple[float, Any, BaseException | None]] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
 
@@ -287,7 +489,7 @@ class SharedProbe:
     async def _fetch(self, url: str, want_json: bool) -> Any:
         loop = asyncio.get_running_loop()
         try:
-            value = await get(self.session, url, want_json)
+            value = await get(self.session, url, want_json, self.wire)
         except BaseException as error:
             self._results[url] = (loop.time(), None, error if isinstance(error, Exception) else None)
             raise

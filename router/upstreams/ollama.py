@@ -20,6 +20,7 @@ from router.upstreams.errors import (
 from router.upstreams.http import (
     LineStream,
     SharedProbe,
+    Wire,
     deadline,
     decode_json,
     open_line_stream,
@@ -31,9 +32,15 @@ from router.upstreams.http import (
 class OllamaAdapter(UpstreamAdapter):
     """Translates OpenAI chat requests to Ollama's `/api/chat` and its answers back."""
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
-        super().__init__(config, session)
-        self.probes = SharedProbe(session)
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        session: aiohttp.ClientSession,
+        probe_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(config, session, probe_session)
+        self.wire = Wire.of(config)
+        self.probes = SharedProbe(self.probe_session, self.wire)
         root = config.base_url.rstrip("/")
         self.root = root
         self.chat_url = f"{root}/api/chat"
@@ -46,12 +53,12 @@ class OllamaAdapter(UpstreamAdapter):
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
-                self.session, self.chat_target, self._request(call, False), limits, call.request_id
+                self.session, self.chat_target, self._request(call, False), limits, call.request_id, self.wire
             )
-            answer = await read_json(response, self.chat_url)
+            answer = await read_json(response, self.chat_url, self.wire)
         if not isinstance(answer, dict) or "message" not in answer:
             if isinstance(answer, dict) and "error" in answer:
-                raise UpstreamStatus(f"ollama at {self.root}: {answer['error']}", status=500)
+                raise UpstreamStatus(self.wire.scrub(f"ollama at {self.root}: {answer['error']}"), status=500)
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
         stats = new_stats(call)
         record_final_line(stats, answer)
@@ -62,8 +69,10 @@ class OllamaAdapter(UpstreamAdapter):
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         async def start() -> OllamaStream:
             payload = self._request(call, True)
-            response = await post_json(self.session, self.chat_target, payload, limits, call.request_id)
-            return OllamaStream(response, self.chat_url, call)
+            response = await post_json(
+                self.session, self.chat_target, payload, limits, call.request_id, self.wire
+            )
+            return OllamaStream(response, self.chat_url, call, self.wire)
 
         return await open_line_stream(limits, self.chat_url, start)
 
@@ -92,8 +101,8 @@ def _lists_model(tags: Any, model: str) -> bool:
 class OllamaStream(LineStream):
     """One NDJSON answer being relayed; ends cleanly only on a line with `done: true`."""
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall) -> None:
-        super().__init__(response, url, new_stats(call))
+    def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall, wire: Wire) -> None:
+        super().__init__(response, url, new_stats(call), wire)
         self.mapper = ollama_mapping.ChunkMapper(call.model, call.request_id, call.include_usage)
 
     def translate(self, raw: bytes) -> list[bytes]:
@@ -103,12 +112,13 @@ class OllamaStream(LineStream):
             line = decode_json(raw, self.url)
         except UpstreamError:
             raise BadUpstreamResponse(
-                f"ollama at {self.url} sent a stream line that is not JSON: {raw[:200]!r}"
+                self.wire.scrub(f"ollama at {self.url} sent a stream line that is not JSON: {raw[:200]!r}")
             ) from None
         if not isinstance(line, dict):
             raise BadUpstreamResponse(f"ollama at {self.url} sent a stream line that is not an object")
         if "error" in line:
-            raise UpstreamStatus(f"ollama at {self.url} failed mid-answer: {line['error']}", status=500)
+            message = self.wire.scrub(f"ollama at {self.url} failed mid-answer: {line['error']}")
+            raise UpstreamStatus(message, status=500)
         if self.stats.text is not None:
             self.stats.text.append((line.get("message") or {}).get("content") or "")
         if line.get("done"):

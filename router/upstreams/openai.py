@@ -16,8 +16,17 @@ from yarl import URL
 
 from router.config.models import UpstreamConfig
 from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
-from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
-from router.upstreams.http import LineStream, SharedProbe, deadline, decode_json, open_line_stream, post_json
+from router.upstreams.errors import BadUpstreamResponse, UpstreamStatus
+from router.upstreams.http import (
+    LineStream,
+    SharedProbe,
+    Wire,
+    deadline,
+    decode_json,
+    open_line_stream,
+    post_json,
+    read_body,
+)
 
 ROUTER_ONLY_FIELDS = ("session_id",)
 
@@ -25,9 +34,15 @@ ROUTER_ONLY_FIELDS = ("session_id",)
 class OpenAIAdapter(UpstreamAdapter):
     """Relays OpenAI Chat Completions to an OpenAI-compatible server."""
 
-    def __init__(self, config: UpstreamConfig, session: aiohttp.ClientSession) -> None:
-        super().__init__(config, session)
-        self.probes = SharedProbe(session)
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        session: aiohttp.ClientSession,
+        probe_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(config, session, probe_session)
+        self.wire = Wire.of(config)
+        self.probes = SharedProbe(self.probe_session, self.wire)
         self.base_url = config.base_url.rstrip("/")
         self.chat_url = f"{self.base_url}/chat/completions"
         self.chat_target = URL(self.chat_url)
@@ -46,18 +61,14 @@ class OpenAIAdapter(UpstreamAdapter):
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
-                self.session, self.chat_target, self._request(call), limits, call.request_id
+                self.session, self.chat_target, self._request(call), limits, call.request_id, self.wire
             )
-            try:
-                raw = await response.read()
-            except aiohttp.ClientError as exc:
-                raise UpstreamReset(f"connection to upstream at {self.chat_url} was reset: {exc}") from exc
-            finally:
-                response.release()
+            raw = await read_body(response, self.chat_url, self.wire.max_response_bytes, self.wire)
         answer = decode_json(raw, self.chat_url, response.content_type)
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
             if isinstance(answer, dict) and "error" in answer:
-                raise UpstreamStatus(f"upstream at {self.chat_url}: {answer['error']}", status=500)
+                message = self.wire.scrub(f"upstream at {self.chat_url}: {answer['error']}")
+                raise UpstreamStatus(message, status=500)
             raise BadUpstreamResponse(
                 f"upstream at {self.chat_url} answered JSON that is not a chat completion"
             )
@@ -70,16 +81,15 @@ class OpenAIAdapter(UpstreamAdapter):
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         async def start() -> OpenAIStream:
             response = await post_json(
-                self.session, self.chat_target, self._request(call), limits, call.request_id
+                self.session, self.chat_target, self._request(call), limits, call.request_id, self.wire
             )
             if "text/event-stream" not in response.content_type:
-                raw = await response.read()
-                response.release()
+                raw = await read_body(response, self.chat_url, self.wire.max_response_bytes, self.wire)
                 decode_json(raw, self.chat_url, response.content_type)  # names HTML/garbage if it is
                 raise BadUpstreamResponse(
                     f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
                 )
-            return OpenAIStream(response, self.chat_url, new_stats(call))
+            return OpenAIStream(response, self.chat_url, new_stats(call), self.wire)
 
         return await open_line_stream(limits, self.chat_url, start)
 
@@ -118,15 +128,15 @@ class OpenAIStream(LineStream):
         try:
             chunk = decode_json(payload, self.url)
         except BadUpstreamResponse:
-            raise BadUpstreamResponse(
-                f"upstream at {self.url} sent a stream event that is not JSON: {payload[:200]!r}"
-            ) from None
+            what = f"upstream at {self.url} sent a stream event that is not JSON: {payload[:200]!r}"
+            raise BadUpstreamResponse(self.wire.scrub(what)) from None
         if not isinstance(chunk, dict):
             raise BadUpstreamResponse(f"upstream at {self.url} sent a stream event that is not an object")
         error = chunk.get("error")
         if error is not None:
             message = error.get("message") if isinstance(error, dict) else error
-            raise UpstreamStatus(f"upstream at {self.url} failed mid-answer: {message}", status=500)
+            text = self.wire.scrub(f"upstream at {self.url} failed mid-answer: {message}")
+            raise UpstreamStatus(text, status=500)
         self.stats.take_usage(chunk.get("usage"))
         for choice in chunk.get("choices") or ():
             self.stats.take_choice(choice, "delta")

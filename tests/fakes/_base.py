@@ -58,10 +58,29 @@ BEHAVIOURS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         # Stream: `after` chunks, then an in-band error (Ollama line / OpenAI SSE event), then the end.
         # Non-stream: a 500 with the dialect's error body.
         "error_line": {"after": 2, "message": "fake upstream failure mid-stream"},
+        # ---- hostile upstreams: they answer, but what they send has no end, or is not theirs to send.
+        # A 200 whose body never ends: `chunk_bytes` per write, until the client hangs up (or `max_bytes`,
+        # a safety stop so a regression cannot eat the test machine). Non-stream: a JSON string that never
+        # closes. Stream: one line that never ends, from the first byte.
+        "endless_body": {"chunk_bytes": 64 * 1024, "max_bytes": 256 * 1024 * 1024},
+        # Stream: `after` good chunks, then one line (NDJSON line / SSE `data:` line) that never ends.
+        # Non-stream: as endless_body.
+        "endless_line": {"after": 2, "chunk_bytes": 64 * 1024, "max_bytes": 256 * 1024 * 1024},
+        # Stream: `after` good chunks, then empty lines / SSE comments without end (no payload ever
+        # comes). Non-stream: a body of whitespace that never ends.
+        "flood": {"after": 2, "chunk_bytes": 64 * 1024, "max_bytes": 256 * 1024 * 1024},
+        # Answer `code` with `Location: location` (another server, or a path on this one).
+        "redirect": {"code": 307, "location": "http://127.0.0.1:9/elsewhere"},
+        # An error answer (the dialect's shape) whose message quotes every request header, as a debugging
+        # upstream or a careless proxy would: credentials included.
+        "echo_headers": {"code": 500},
     }
 )
 _MID_STREAM = frozenset({"malformed_line", "reset_mid_stream", "stall_mid_stream", "error_line"})
-_BEFORE_MODEL_CHECK = frozenset({"status", "html", "garbage", "reset_before_response"})
+_ENDLESS = frozenset({"endless_body", "endless_line", "flood"})
+_BEFORE_MODEL_CHECK = frozenset(
+    {"status", "html", "garbage", "reset_before_response", "redirect", "echo_headers"}
+)
 
 DEFAULT_HTML = (
     "<html>\r\n<head><title>{code} Bad Gateway</title></head>\r\n<body>\r\n"
@@ -256,7 +275,12 @@ class FakeUpstream:
 
     Subclasses supply the dialect: routes, request parsing and the byte framing of answers.
     Knobs (plain attributes, read once per request): `models`, `reply_tokens`, `reply_text`,
-    `chunk_delay`, `probe_status`, `probe_delay`, `accept_any_model`.
+    `chunk_delay`, `probe_status`, `probe_delay`, `accept_any_model`, and for hostile probes
+    `probe_location` (probes answer a redirect there: `probe_status` if it is a 3xx, else 307) and
+    `probe_echo_headers` (a failing probe's error message quotes the request's headers) and
+    `probe_endless` (probes answer 200 with a JSON body that never ends, as `endless_body` does).
+    Every request on any path is kept in `received` (when `record_requests`), so a server that should
+    have been left alone (a redirect's target) can show it was.
     """
 
     kind: ClassVar[str] = "base"
@@ -285,6 +309,9 @@ class FakeUpstream:
             "accept_any_model": accept_any_model,
             "probe_status": None,
             "probe_delay": 0.0,
+            "probe_location": None,
+            "probe_echo_headers": False,
+            "probe_endless": False,
         }
         self.host = host
         self.record_requests = record_requests
@@ -315,6 +342,9 @@ class FakeUpstream:
     accept_any_model: bool
     probe_status: int | None
     probe_delay: float
+    probe_location: str | None
+    probe_echo_headers: bool
+    probe_endless: bool
 
     def reset(self) -> None:
         """Back to the constructor's knobs, `normal` behaviour, no queued failures, empty recordings."""
@@ -357,6 +387,8 @@ class FakeUpstream:
     def clear_records(self) -> None:
         with self._lock:
             self._requests: list[RecordedRequest] = []
+            self._received: list[RecordedRequest] = []
+            self._endless_bytes = 0
             self._probe_count: Counter[str] = Counter()
             self._disconnects: list[Disconnect] = []
             self._completed_streams = 0
@@ -370,6 +402,18 @@ class FakeUpstream:
         """Chat requests received, oldest first (a snapshot)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def received(self) -> list[RecordedRequest]:
+        """Every request on any path (chat, probes, unknown paths), oldest first (a snapshot)."""
+        with self._lock:
+            return list(self._received)
+
+    @property
+    def endless_bytes(self) -> int:
+        """Bytes written so far by the endless behaviours (endless_body, endless_line, flood)."""
+        with self._lock:
+            return self._endless_bytes
 
     @property
     def last_request(self) -> RecordedRequest:
@@ -568,6 +612,12 @@ class FakeUpstream:
     # ---- request handling -----------------------------------------------------------------------
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self.record_requests:
+            raw = await request.read()  # cached by aiohttp: the chat handler reads it again for free
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            seen = RecordedRequest(request.method, request.path, headers, None, raw, time.monotonic())
+            with self._lock:
+                self._received.append(seen)
         handler = self._routes.get((request.method, request.path))
         if handler is None:
             if any(path == request.path for _, path in self._routes):
@@ -585,8 +635,19 @@ class FakeUpstream:
             if denied is not None:
                 return denied
             status = self.probe_status
+            location = self.probe_location
+            if location is not None:
+                code = status if status is not None and 300 <= status < 400 else 307
+                return web.Response(status=code, headers={"Location": location})
+            if self.probe_endless:
+                response = web.StreamResponse(headers={"Content-Type": "application/json"})
+                await response.prepare(request)
+                return await self._endless(response, b'{"models":"', b"a", Behaviour.make("endless_body"))
             if status is not None and status != 200:
-                return self.error_response(status, f"fake probe failure on {path}")
+                message = f"fake probe failure on {path}"
+                if self.probe_echo_headers:
+                    message += f"; your request headers were: {quote_headers(request)}"
+                return self.error_response(status, message)
             return maker()
 
         return probe
@@ -660,6 +721,10 @@ class FakeUpstream:
             return web.Response(status=b["code"], text=page, content_type="text/html")
         if b.name == "garbage":
             return web.Response(status=b["code"], body=_as_bytes(b["body"]), content_type=b["content_type"])
+        if b.name == "redirect":
+            return web.Response(status=b["code"], headers={"Location": b["location"]})
+        if b.name == "echo_headers":
+            return self.error_response(b["code"], f"your request headers were: {quote_headers(request)}")
         # status
         headers = dict(b["headers"] or {})
         if b["retry_after"] is not None:
@@ -699,10 +764,12 @@ class FakeUpstream:
         await response.prepare(request)  # sends the headers now
         if b.name == "slow_first_token" and b["headers_first"]:
             await asyncio.sleep(b["seconds"])
+        if b.name == "endless_body":
+            return await self._endless(response, self.endless_line_head(), b"a", b)
         for frame in frames.head:
             await response.write(frame)
         content = frames.content
-        fault_at = min(b["after"], len(content)) if b.name in _MID_STREAM else -1
+        fault_at = min(b["after"], len(content)) if b.name in _MID_STREAM | _ENDLESS else -1
         delay = self.chunk_delay
         for i in range(len(content) + 1):
             if i == fault_at:
@@ -714,6 +781,10 @@ class FakeUpstream:
                 elif b.name == "error_line":
                     await response.write_eof(self.error_frame(b["message"]))
                     return response
+                elif b.name == "endless_line":
+                    return await self._endless(response, self.endless_line_head(), b"a", b)
+                elif b.name == "flood":
+                    return await self._endless(response, b"", self.flood_frame(), b)
                 else:  # reset_mid_stream
                     progress.reset_by_us = True
                     reset_transport(request.transport)
@@ -735,6 +806,12 @@ class FakeUpstream:
     ) -> web.StreamResponse:
         if b.name == "error_line":
             return self.error_response(500, b["message"])
+        if b.name in _ENDLESS:
+            response = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await response.prepare(request)
+            if b.name == "flood":
+                return await self._endless(response, b"", b" \n", b)
+            return await self._endless(response, b'{"padding":"', b"a", b)
         body = self.full_body(reply)
         if b.name == "slow_first_token":
             if b["headers_first"]:
@@ -766,6 +843,22 @@ class FakeUpstream:
             return response
         self._count_completed()
         return web.Response(body=body, content_type="application/json")
+
+    async def _endless(
+        self, response: web.StreamResponse, head: bytes, filler: bytes, b: Behaviour
+    ) -> web.StreamResponse:
+        """Write `head`, then `filler` over and over until the client leaves (or `max_bytes`)."""
+        size = max(1, b["chunk_bytes"] // len(filler))
+        piece = filler * size
+        await response.write(head)
+        sent = len(head)
+        while sent < b["max_bytes"]:
+            await response.write(piece)  # waits while the client does not read: no buffering here
+            sent += len(piece)
+            with self._lock:
+                self._endless_bytes += len(piece)
+        await response.write_eof()
+        return response
 
     def _count_completed(self) -> None:
         with self._lock:
@@ -820,6 +913,19 @@ class FakeUpstream:
 
     def malformed_frame(self) -> bytes:
         raise NotImplementedError
+
+    def endless_line_head(self) -> bytes:
+        """The start of a stream line that `endless_line` then never ends."""
+        raise NotImplementedError
+
+    def flood_frame(self) -> bytes:
+        """A frame that carries nothing (an empty line, an SSE comment), repeated by `flood`."""
+        raise NotImplementedError
+
+
+def quote_headers(request: web.BaseRequest) -> str:
+    """Every request header as `Name: value`, as an upstream that echoes them would write them."""
+    return "; ".join(f"{name}: {value}" for name, value in request.headers.items())
 
 
 def _as_bytes(value: str | bytes) -> bytes:

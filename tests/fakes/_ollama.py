@@ -171,3 +171,9 @@ class FakeOllama(FakeUpstream):
 
     def malformed_frame(self) -> bytes:
         return b"this is not json {\n"
+
+    def endless_line_head(self) -> bytes:
+        return b'{"model":"endless","message":{"role":"assistant","content":"'
+
+    def flood_frame(self) -> bytes:
+        return b"\n"

@@ -189,3 +189,9 @@ class FakeOpenAI(FakeUpstream):
 
     def malformed_frame(self) -> bytes:
         return b"data: this is not json {\n\n"
+
+    def endless_line_head(self) -> bytes:
+        return b'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"'
+
+    def flood_frame(self) -> bytes:
+        return b": flood\n\n"

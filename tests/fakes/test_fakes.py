@@ -373,6 +373,74 @@ async def test_probe_status_is_independent_of_chat(
         assert r.status == 200
 
 
+# ---- hostile behaviours ---------------------------------------------------------------------------
+
+
+async def test_endless_body_and_line_never_end_until_the_client_leaves(
+    fake: FakeUpstream, session: aiohttp.ClientSession
+) -> None:
+    for name, stream in (("endless_body", False), ("endless_body", True), ("endless_line", True)):
+        fake.clear_records()
+        fake.set_behaviour(name, chunk_bytes=4096)
+        async with session.post(chat_url(fake), json=chat_body(fake, stream)) as r:
+            assert r.status == 200
+            received = b""
+            while len(received) < 512 * 1024:  # far more than any answer of five tokens
+                received += await r.content.readany()
+            r.close()
+        if name == "endless_line":
+            head, _, endless = received.rpartition(b"\n")
+            assert b"tok1" in head and b"tok2" not in head  # two good chunks, then no line end ever
+        else:
+            endless = received
+        assert b"\n" not in endless and endless.count(b"a") > 400 * 1024
+        await fake.async_wait_for(lambda: fake.disconnects == 1)
+        assert fake.endless_bytes >= 512 * 1024
+
+
+async def test_endless_behaviours_stop_at_their_safety_bound(
+    fake: FakeUpstream, session: aiohttp.ClientSession
+) -> None:
+    fake.set_behaviour("flood", after=1, chunk_bytes=1024, max_bytes=64 * 1024)
+    async with session.post(chat_url(fake), json=chat_body(fake, True)) as r:
+        text = await r.text()
+    frame = b"\n" if isinstance(fake, FakeOllama) else b": flood\n\n"
+    assert "tok0" in text and "tok1" not in text
+    assert text.count(frame.decode()) >= 60 * 1024 // len(frame)
+    async with session.post(chat_url(fake), json=chat_body(fake, False)) as r:
+        assert (await r.read()).strip() == b""  # whitespace only, ended by the bound
+
+
+async def test_redirect_and_echoed_headers(fake: FakeUpstream, session: aiohttp.ClientSession) -> None:
+    fake.set_behaviour("redirect", code=308, location="http://127.0.0.1:1/steal")
+    async with session.post(chat_url(fake), json=chat_body(fake, False), allow_redirects=False) as r:
+        assert (r.status, r.headers["Location"]) == (308, "http://127.0.0.1:1/steal")
+    fake.set_behaviour("echo_headers", code=502)
+    headers = {"Authorization": "Bearer sk-echoed", "X-Tenant-Token": "tenant-echoed"}
+    async with session.post(chat_url(fake), json=chat_body(fake, False), headers=headers) as r:
+        assert r.status == 502
+        text = await r.text()
+    assert "Bearer sk-echoed" in text and "X-Tenant-Token: tenant-echoed" in text
+
+
+async def test_hostile_probes_and_everything_received_is_recorded(
+    fake: FakeUpstream, session: aiohttp.ClientSession
+) -> None:
+    probe = fake.root_url + next(iter(fake.probe_routes()))
+    fake.probe_location = "http://127.0.0.1:1/elsewhere"
+    async with session.get(probe, allow_redirects=False) as r:
+        assert (r.status, r.headers["Location"]) == (307, "http://127.0.0.1:1/elsewhere")
+    fake.probe_location = None
+    fake.probe_status, fake.probe_echo_headers = 500, True
+    async with session.get(probe, headers={"Authorization": "Bearer sk-probe"}) as r:
+        assert r.status == 500 and "Bearer sk-probe" in await r.text()
+    async with session.post(fake.root_url + "/nowhere", data=b"hello") as r:
+        assert r.status == 404
+    seen = fake.received
+    assert [(q.method, q.path) for q in seen][-1] == ("POST", "/nowhere") and seen[-1].raw == b"hello"
+    assert len(seen) == 3 and fake.chat_count == 0
+
+
 async def test_concurrency_is_recorded(fake: FakeUpstream, session: aiohttp.ClientSession) -> None:
     fake.chunk_delay = 0.05
 
