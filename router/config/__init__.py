@@ -58,6 +58,8 @@ def read_table(path: str | os.PathLike[str], max_bytes: int = MAX_TABLE_BYTES) -
     fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise OSError(errno.EISDIR, os.strerror(errno.EISDIR), name)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file; give the path of a routing table file", name)
         if info.st_size > max_bytes:

@@ -11,7 +11,7 @@ from typing import Any
 
 from router.config.common import default_route_name, normalise_path
 from router.config.problems import ConfigError, JsonPath, Problem, in_file_order
-from router.config.reserved import reserved_owner
+from router.config.reserved import RESERVED_PATHS, reserved_owner
 from router.config.source import Document
 
 __all__ = ["check_semantics", "normalise_path", "semantic_problems"]  # normalise_path: older importers
@@ -49,7 +49,7 @@ def _path_problems(doc: Document, index: int, route: dict[str, Any], paths: dict
     where = ("routes", index, "path")
     normal = normalise_path(path)
     owner = reserved_owner(path)
-    if owner is not None and owner.endswith("/"):
+    if owner is not None and owner not in RESERVED_PATHS:
         return [
             doc.problem(
                 where,
