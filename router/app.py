@@ -27,6 +27,14 @@ from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import EXCEPTION_HANDLERS
 from router.api.request import ChatRequest
 from router.api.web import web_handlers
+from router.config.reserved import (
+    HEALTHZ_PATH,
+    OPENAI_CHAT_PATH,
+    OPENAI_MODELS_PATH,
+    OPENAPI_PATH,
+    READYZ_PATH,
+    reserved_owner,
+)
 from router.errors import InvalidRequest, NotFound
 from router.security.http import cors_config, redacting_handlers
 from router.table import Route, RouteTable
@@ -70,8 +78,6 @@ def _request_schema() -> dict[str, Any]:
 def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
-
-OPENAI_CHAT_PATH = "/v1/chat/completions"
 
 
 def chat_resolvers(table: RouteTable) -> dict[str, Resolve]:
@@ -163,7 +169,7 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
     async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
         return await handle_chat(request, services, by_model)
 
-    @get("/v1/models", operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
+    @get(OPENAI_MODELS_PATH, operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
     async def list_models(request: Request[Any, Any, Any]) -> ASGIApp:
         access = services.access
         allowed = access.allowed_routes(access.authenticate(request.scope["headers"]))
@@ -183,11 +189,11 @@ def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
         "pid": os.getpid(),  # which worker answered, when several serve one port
     }
 
-    @get("/healthz", operation_id="healthz", tags=["ops"], summary="The process is alive")
+    @get(HEALTHZ_PATH, operation_id="healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> ASGIApp:
         return _json({"status": "ok"})
 
-    @get("/readyz", operation_id="readyz", tags=["ops"], summary="A route table is loaded and served")
+    @get(READYZ_PATH, operation_id="readyz", tags=["ops"], summary="A route table is loaded and served")
     async def readyz() -> ASGIApp:
         return _json(ready)
 
@@ -204,7 +210,12 @@ def create_app(
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
 
     `redact` masks known secrets in error messages (an upstream may echo its key in an error body).
+    Raises ValueError for a route on one of the router's own paths (the validator refuses those first).
     """
+    for route in table.routes:
+        owner = reserved_owner(route.path)
+        if owner is not None:
+            raise ValueError(f"route {route.path} is on the router's own path {owner}; choose another path")
     resolvers = resolvers or chat_resolvers(table)
     handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])
@@ -218,6 +229,7 @@ def create_app(
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging
         openapi_config=OpenAPIConfig(
+            path=OPENAPI_PATH,
             title="router",
             version=__version__,
             description="One validated routing table in front of private LLM servers.",

@@ -270,3 +270,28 @@ def test_router_diff_prints_what_a_reload_would_change(tmp_path: Path, fake_open
         timeout=30,
     )
     assert same.stdout.strip() == "no change"
+
+
+def test_a_refused_table_leaves_the_served_one_whole(
+    router: RunningRouter, config_file: Path, fake_openai: FakeOpenAI
+) -> None:
+    """A table the router cannot serve (a route under /schema) is refused before anything served changes:
+    the old route keeps answering through its pool, and restoring the original file is a no-op."""
+    original = config_file.read_text()
+    other = FakeOpenAI(["smollm2"]).__enter__()
+    try:
+        routes = [
+            {"path": "/chat/a", "model": "smollm2", "upstream": "other"},  # the old pool is not used any more
+            {"path": "/schema/x", "model": "smollm2", "upstream": "other"},
+        ]
+        config_file.write_text(table({"other": {"type": "openai", "base_url": other.base_url}}, routes))
+        answer = httpx.post(router.url + "/admin/reload")
+        assert answer.status_code == 422 and "/schema" in answer.text, answer.text
+        assert httpx.post(router.url + "/chat/a", json=HELLO).status_code == 200
+        assert fake_openai.chat_count >= 1 and other.chat_count == 0
+        config_file.write_text(original)
+        answer = httpx.post(router.url + "/admin/reload")
+        assert answer.status_code == 200 and not answer.json()["changed"]
+        assert httpx.post(router.url + "/chat/a", json=HELLO).status_code == 200
+    finally:
+        other.__exit__(None, None, None)
