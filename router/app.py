@@ -79,7 +79,6 @@ def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
 
-
 def chat_resolvers(table: RouteTable) -> dict[str, Resolve]:
     """For each chat path, how a request finds its route: fixed for a route's own path, by `model` on
     `/v1/chat/completions`. Shared by the app's handlers and the fast path, so both answer alike."""
@@ -169,7 +168,7 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
     async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
         return await handle_chat(request, services, by_model)
 
-    @get(OPENAI_MODELS_PATH, operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
+    @get(OPENAI_MODELS_PATH, operation_id="list_models", tags=["openai"], summary="The routes as models")
     async def list_models(request: Request[Any, Any, Any]) -> ASGIApp:
         access = services.access
         allowed = access.allowed_routes(access.authenticate(request.scope["headers"]))
