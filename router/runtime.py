@@ -71,7 +71,6 @@ class Runtime:
 
     def __init__(self, config: RouterConfig, config_path: str | None = None, watch: bool = True) -> None:
         self.initial_config = config
-        self.config_path = config_path
         self.watch = watch
         self.reloader = Reloader(self, config_path) if config_path is not None else None
         # Secrets of every table served, masked wherever outside text is written (logs, events, errors).

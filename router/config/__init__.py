@@ -3,7 +3,7 @@
 Loading is parse -> interpolate -> schema -> semantics -> build, each stage in its own module, and an
 invalid file never gets past `load_config`: callers either hold a complete RouterConfig or a ConfigError
 listing every problem as `FILE:LINE:COL: message (at json.path)`. Nothing here touches the network or
-knows about HTTP, so a reload can validate a candidate file in milliseconds before swapping it in.
+knows about HTTP, so a reload can validate a candidate file before swapping it in.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 MAX_TABLE_BYTES = 8 * 1024 * 1024
-"""The largest routing table read; a 1,000-route table is a few hundred kilobytes."""
+"""The largest routing table read, far beyond any real one; reading and parsing stay bounded."""
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> RouterConfig:
