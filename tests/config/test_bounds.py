@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import MAX_TABLE_BYTES, ConfigError, load_config, load_config_text, read_table
-from router.config import source
+from router.config import MAX_TABLE_BYTES, ConfigError, load_config, load_config_text, read_table, source
 from router.config.source import MAX_ALIAS_EXPANSION, parse_yaml
 from router.config.validate_cli import validate_files
 
