@@ -29,10 +29,13 @@ from router.api.request import ChatRequest
 from router.api.web import web_handlers
 from router.config.reserved import (
     HEALTHZ_PATH,
+    OPENAI_CHAT_OPERATION,
     OPENAI_CHAT_PATH,
     OPENAI_MODELS_PATH,
     OPENAPI_PATH,
     READYZ_PATH,
+    RESERVED_ROUTE_NAMES,
+    ROUTE_OPERATION_PREFIX,
     reserved_owner,
 )
 from router.errors import InvalidRequest, NotFound
@@ -120,7 +123,7 @@ def route_handler(route: Route, services: ChatServices, resolve: Resolve) -> HTT
     return post(
         route.path,
         name=f"route:{route.name}",
-        operation_id=f"chat_{route.name}",
+        operation_id=ROUTE_OPERATION_PREFIX + route.name,
         summary=f"Chat with {route.model}",
         description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. {_CHAT_RESPONSES_DOC}",
         tags=["routes"],
@@ -159,7 +162,7 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
 
     @post(
         OPENAI_CHAT_PATH,
-        operation_id="chat_completions",
+        operation_id=OPENAI_CHAT_OPERATION,
         tags=["openai"],
         operation_class=ChatOperation,
         summary="OpenAI-compatible chat; `model` names a route (its name or its model)",
@@ -215,6 +218,10 @@ def create_app(
         owner = reserved_owner(route.path)
         if owner is not None:
             raise ValueError(f"route {route.path} is on the router's own path {owner}; choose another path")
+        if route.name in RESERVED_ROUTE_NAMES:
+            raise ValueError(
+                f"route {route.path}: the name {route.name!r} is the router's own; choose another"
+            )
     resolvers = resolvers or chat_resolvers(table)
     handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])

@@ -24,6 +24,17 @@ RESERVED_PREFIXES = ("/v1", "/api", "/admin", "/sessions", OPENAPI_PATH, "/stati
 """Path trees the router owns entirely: front doors, administration, sessions, its documents and files."""
 
 
+ROUTE_OPERATION_PREFIX = "chat_"
+"""A route's OpenAPI operation id is this prefix and its name (`chat_qwen3`)."""
+
+OPENAI_CHAT_OPERATION = "chat_completions"
+"""The operation id of `/v1/chat/completions`."""
+
+RESERVED_ROUTE_NAMES = frozenset({OPENAI_CHAT_OPERATION.removeprefix(ROUTE_OPERATION_PREFIX)})
+"""Route names whose operation id would be one of the router's own: the OpenAPI document needs them
+unique, and the app would fail to produce it."""
+
+
 def reserved_owner(path: str) -> str | None:
     """Why `path` cannot be a route: the reserved tree or endpoint it falls in, or None when it is free.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from router.config.common import default_route_name, normalise_path
 from router.config.problems import ConfigError, JsonPath, Problem, in_file_order
-from router.config.reserved import RESERVED_PATHS, reserved_owner
+from router.config.reserved import RESERVED_PATHS, RESERVED_ROUTE_NAMES, reserved_owner
 from router.config.source import Document
 
 __all__ = ["check_semantics", "normalise_path", "semantic_problems"]  # normalise_path: older importers
@@ -83,6 +83,15 @@ def _name_problems(
 ) -> list[Problem]:
     explicit = "name" in route
     name = str(route["name"]) if explicit else default_route_name(str(route["path"]))
+    if name in RESERVED_ROUTE_NAMES:
+        where = ("routes", index, "name" if explicit else "path")
+        return [
+            doc.problem(
+                where,
+                f"route name '{name}' is taken by the router's own /v1/chat/completions operation; "
+                "give the route another `name:`",
+            )
+        ]
     if name not in names:
         names[name] = index
         return []

@@ -20,13 +20,15 @@ from tests.support.router_server import table
 UPSTREAMS = {"u": {"type": "openai", "base_url": "http://127.0.0.1:9/v1"}}
 
 
-def one_route(path: str) -> str:
-    return table(UPSTREAMS, [{"path": path, "model": "m", "upstream": "u", "name": "r"}])
+def one_route(path: str, name: str = "r") -> str:
+    return table(UPSTREAMS, [{"path": path, "model": "m", "upstream": "u", "name": name}])
 
 
 def build_app(config: RouterConfig) -> list[str]:
-    """Provision the app exactly as serving would (without serving it); the paths it registers."""
+    """Provision the app exactly as serving would (without serving it), and its OpenAPI document (made
+    on first request, so a problem there would only show as a 500 on /schema); the paths it registers."""
     prepared = Runtime(config).prepare(config)
+    assert prepared.app.openapi_schema.paths
     return [route.path for route in prepared.app.routes]
 
 
@@ -64,6 +66,21 @@ def test_reserved_paths_are_refused_by_the_validator(path: str) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config_text(one_route(path), "t.yaml", env={})
     assert "the router" in str(refused.value.problems[0]), refused.value.problems
+
+
+@pytest.mark.parametrize("name", ["completions"])
+def test_route_names_the_app_uses_itself_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_config_text(one_route("/chat/x", name), "t.yaml", env={})
+    assert "router's own" in str(refused.value.problems[0])
+    with pytest.raises(ConfigError):
+        load_config_text(one_route(f"/chat/{name}").replace("name: r\n", ""), "t.yaml", env={})
+
+
+@pytest.mark.parametrize("name", ["models", "chat", "healthz", "list_models", "status", "x"])
+def test_other_route_names_build(name: str) -> None:
+    config = load_config_text(one_route("/chat/x", name), "t.yaml", env={})
+    assert "/chat/x" in build_app(config)
 
 
 @pytest.mark.parametrize(
