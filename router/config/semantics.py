@@ -83,7 +83,8 @@ def _name_problems(
 ) -> list[Problem]:
     explicit = "name" in route
     name = str(route["name"]) if explicit else default_route_name(str(route["path"]))
-    if name in RESERVED_ROUTE_NAMES:
+    # A derived name on a reserved path is already reported with the path.
+    if name in RESERVED_ROUTE_NAMES and (explicit or reserved_owner(str(route["path"])) is None):
         where = ("routes", index, "name" if explicit else "path")
         return [
             doc.problem(
