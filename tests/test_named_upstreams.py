@@ -52,12 +52,14 @@ def router(tmp_path: Path, fake_openai: FakeOpenAI) -> Any:
 
 
 def test_each_name_opens_only_its_own_breaker_with_its_own_threshold(
-    router: RunningRouter, fake_openai: FakeOpenAI
+    router: RunningRouter, fake_openai: FakeOpenAI, capfd: pytest.CaptureFixture[str]
 ) -> None:
     fake_openai.set_behaviour("status", code=500)
     for _ in range(3):
         assert httpx.post(router.url + "/chat/brk", json=HELLO).status_code == 502
     assert breaker(router, "/chat/brk")["state"] == "open", "brk's own threshold (3) applies"
+    logged = capfd.readouterr().err
+    assert logged.count("circuit breaker of upstream brk: closed -> open") == 1, logged  # logged once
     assert breaker(router, "/chat/slow")["state"] == "closed"
     fake_openai.set_behaviour("normal")
     assert httpx.post(router.url + "/chat/slow", json=HELLO).status_code == 200
