@@ -33,6 +33,17 @@ from router import __version__
 from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import exception_handlers
 from router.api.web import web_handlers
+from router.config.reserved import (
+    HEALTHZ_PATH,
+    OPENAI_CHAT_OPERATION,
+    OPENAI_CHAT_PATH,
+    OPENAI_MODELS_PATH,
+    OPENAPI_PATH,
+    READYZ_PATH,
+    RESERVED_ROUTE_NAMES,
+    ROUTE_OPERATION_PREFIX,
+    reserved_owner,
+)
 from router.echo import quoted
 from router.errors import InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
@@ -80,9 +91,6 @@ def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
 
-OPENAI_CHAT_PATH = "/v1/chat/completions"
-
-
 def chat_resolvers(table: RouteTable) -> dict[str, Resolve]:
     """For each chat path, how a request finds its route: fixed for a route's own path, by `model` on
     `/v1/chat/completions`. Shared by the app's handlers and the fast path, so both answer alike."""
@@ -124,7 +132,7 @@ def route_handler(route: Route, services: ChatServices, resolve: Resolve) -> HTT
     return post(
         route.path,
         name=f"route:{route.name}",
-        operation_id=f"chat_{route.name}",
+        operation_id=ROUTE_OPERATION_PREFIX + route.name,
         summary=f"Chat with {route.model}",
         description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. {_CHAT_RESPONSES_DOC}",
         tags=["routes"],
@@ -163,7 +171,7 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
 
     @post(
         OPENAI_CHAT_PATH,
-        operation_id="chat_completions",
+        operation_id=OPENAI_CHAT_OPERATION,
         tags=["openai"],
         operation_class=ChatOperation,
         summary="OpenAI-compatible chat; `model` names a route (its name or its model)",
@@ -172,7 +180,7 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
     async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
         return await handle_chat(request, services, by_model)
 
-    @get("/v1/models", operation_id="list_models", tags=["openai"], summary="The routes, as OpenAI models")
+    @get(OPENAI_MODELS_PATH, operation_id="list_models", tags=["openai"], summary="The routes as models")
     async def list_models(request: Request[Any, Any, Any]) -> ASGIApp:
         access = services.access
         allowed = access.allowed_routes(access.authenticate(request.scope["headers"]))
@@ -192,11 +200,11 @@ def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
         "pid": os.getpid(),  # which worker answered, when several serve one port
     }
 
-    @get("/healthz", operation_id="healthz", tags=["ops"], summary="The process is alive")
+    @get(HEALTHZ_PATH, operation_id="healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> ASGIApp:
         return _json({"status": "ok"})
 
-    @get("/readyz", operation_id="readyz", tags=["ops"], summary="A route table is loaded and served")
+    @get(READYZ_PATH, operation_id="readyz", tags=["ops"], summary="A route table is loaded and served")
     async def readyz() -> ASGIApp:
         return _json(ready)
 
@@ -214,7 +222,16 @@ def create_app(
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
 
     `redact` masks known secrets in error messages (an upstream may echo its key in an error body).
+    Raises ValueError for a route on one of the router's own paths (the validator refuses those first).
     """
+    for route in table.routes:
+        owner = reserved_owner(route.path)
+        if owner is not None:
+            raise ValueError(f"route {route.path} is on the router's own path {owner}; choose another path")
+        if route.name in RESERVED_ROUTE_NAMES:
+            raise ValueError(
+                f"route {route.path}: the name {route.name!r} is the router's own; choose another"
+            )
     resolvers = resolvers or chat_resolvers(table)
     handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])
@@ -232,9 +249,6 @@ def create_app(
     )
 
 
-SCHEMA_PATH = "/schema"
-
-
 def openapi_config(access: Access) -> OpenAPIConfig:
     """The OpenAPI document as JSON only, at `/schema` and `/schema/openapi.json`, for admins.
 
@@ -250,5 +264,5 @@ def openapi_config(access: Access) -> OpenAPIConfig:
         version=__version__,
         description="One validated routing table in front of private LLM servers.",
         render_plugins=[JsonRenderPlugin()],
-        openapi_router=Router(SCHEMA_PATH, route_handlers=[], guards=[admin_only], include_in_schema=False),
+        openapi_router=Router(OPENAPI_PATH, route_handlers=[], guards=[admin_only], include_in_schema=False),
     )

@@ -1,9 +1,14 @@
-"""Reloading the routing table: watch / SIGHUP / admin call -> validate -> build -> atomic swap.
+"""Reloading the routing table: watch / SIGHUP / admin call -> read -> validate -> build -> swap.
 
 Prometheus' order, and its promise: an invalid file never reaches the swap. The old table keeps serving,
-the problems are logged in `router validate`'s `FILE:LINE:COL` form, and the failure is visible in
+the problems are reported in `router validate`'s `FILE:LINE:COL` form, and the failure is visible in
 `/status` (last reload ok/failed, when, which hash). The reloader knows nothing about routes' internals:
-it hands a validated config to `Runtime.apply`.
+it hands a validated config to its target's `apply` (a one-method seam, like a config receiver), which
+builds the new version completely before swapping it in.
+
+Nothing slow runs on the event loop: the file is read in a thread of its own, bounded in size and in time
+(a FIFO or a stuck mount must not hang the reloader), and parsed and validated in a worker thread, so
+traffic keeps flowing while a large table is checked.
 
 Watching covers the ways files really change: in place, by an editor writing a new file and renaming it
 over the old one, and by Kubernetes swapping the `..data` symlink of a ConfigMap volume. So the watcher
@@ -15,24 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import signal
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 import watchfiles
 
-from router.config import ConfigError, load_config
+from router.config import MAX_TABLE_BYTES, ConfigError, RouterConfig, load_config_bytes, read_table
 from router.config.diff import diff_configs
-
-if TYPE_CHECKING:
-    from router.runtime import Runtime
 
 log = logging.getLogger("router.reload")
 
 _DEBOUNCE_MS = 100  # editors write in bursts; a reload must still land well within a second
+READ_TIMEOUT = 10.0
+"""Seconds a read of the table may take before the reload is refused (a hung network mount)."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,63 +65,85 @@ class ReloadResult:
         }
 
 
-class Reloader:
-    """Reloads `path` into `runtime`; one reload at a time, whatever triggered it."""
+class ReloadTarget(Protocol):
+    """What the reloader reloads into: the config served now, a way to apply one, a way to report."""
 
-    def __init__(self, runtime: Runtime, path: str | Path) -> None:
-        self.runtime = runtime
+    def served_config(self) -> RouterConfig | None:
+        """The config of the table being served (its hash decides whether a file is new)."""
+
+    async def apply(self, config: RouterConfig) -> object:
+        """Build `config` and swap it in; raising leaves the served table exactly as it was."""
+
+    def reload_finished(self, trigger: str, path: Path, result: ReloadResult) -> None:
+        """Record and publish how a reload attempt went."""
+
+
+class Reloader:
+    """Reloads `path` into `target`; one reload at a time, whatever triggered it."""
+
+    def __init__(
+        self,
+        target: ReloadTarget,
+        path: str | Path,
+        max_bytes: int = MAX_TABLE_BYTES,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.target = target
         self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.read_timeout = read_timeout
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._reading: asyncio.Future[bytes] | None = None
 
     async def reload(self, trigger: str) -> ReloadResult:
         """Validate the file and, if it is valid and different, make it the served table."""
         async with self._lock:
-            return self._reload(trigger)
+            result = await self._reload(trigger)
+            self.target.reload_finished(trigger, self.path, result)
+            return result
 
-    def _reload(self, trigger: str) -> ReloadResult:
-        current = self.runtime.current
-        served_sha = current.table.config.sha256 if current else ""
+    async def _reload(self, trigger: str) -> ReloadResult:
+        served = self.target.served_config()
         try:
-            raw = self.path.read_bytes()
+            raw = await self._read()
+        except ConfigError as error:
+            return _failed("", [str(p) for p in error.problems])
         except OSError as error:
-            return self._failed(trigger, "", [f"{self.path}: cannot read: {error.strerror or error}"])
+            return _failed("", [f"{self.path}: cannot read: {error.strerror or error}"])
         sha = hashlib.sha256(raw).hexdigest()
-        if sha == served_sha:
-            self.runtime.record_reload(ok=True, sha256=sha, error=None)
+        if served is not None and sha == served.sha256:
             return ReloadResult(ok=True, changed=False, sha256=sha)
         try:
-            config = load_config(self.path)
+            config, changes = await asyncio.to_thread(self._check, raw, served)
         except ConfigError as error:
-            return self._failed(trigger, sha, [str(p) for p in error.problems])
-        except OSError as error:
-            return self._failed(trigger, sha, [f"{self.path}: cannot read: {error.strerror or error}"])
-        changes = diff_configs(current.table.config, config) if current else []
+            return _failed(sha, [str(p) for p in error.problems])
         try:
-            self.runtime.apply(config)
+            await self.target.apply(config)
         except Exception as error:  # a bug in building must not take the served table down with it
             log.exception("building the new table failed; still serving the old one")
-            return self._failed(trigger, sha, [f"{self.path}: the table could not be built: {error}"])
-        self.runtime.record_reload(ok=True, sha256=sha, error=None)
-        self.runtime.events.publish("reload", ok=True, trigger=trigger, sha256=sha, changes=changes)
-        log.info(
-            "reloaded %s on %s (sha256 %s): %s",
-            self.path,
-            trigger,
-            sha[:12],
-            "; ".join(changes) or "no change",
-        )
+            return _failed(sha, [f"{self.path}: the table could not be built: {error}"])
         return ReloadResult(ok=True, changed=True, sha256=sha, changes=tuple(changes))
 
-    def _failed(self, trigger: str, sha: str, problems: list[str]) -> ReloadResult:
-        for problem in problems:
-            log.error("%s", problem)
-        log.error(
-            "reload on %s rejected: %s is invalid; still serving the previous table", trigger, self.path
-        )
-        self.runtime.record_reload(ok=False, sha256=sha, error="\n".join(problems))
-        self.runtime.events.publish("reload", ok=False, trigger=trigger, sha256=sha, problems=problems)
-        return ReloadResult(ok=False, changed=False, sha256=sha, problems=tuple(problems))
+    def _check(self, raw: bytes, served: RouterConfig | None) -> tuple[RouterConfig, list[str]]:
+        """Parse and validate (in a worker thread), and say what would change."""
+        config = load_config_bytes(raw, str(self.path))
+        return config, diff_configs(served, config) if served is not None else []
+
+    async def _read(self) -> bytes:
+        """The file's bytes, read in a thread of its own and given up on after `read_timeout`.
+
+        A read that never returns keeps its thread; until it does, later reloads are refused at once
+        rather than piling up more stuck threads.
+        """
+        if self._reading is not None and not self._reading.done():
+            raise OSError(errno.EBUSY, "an earlier read of this file has not returned yet (a hung mount?)")
+        self._reading = _in_daemon_thread(read_table, self.path, self.max_bytes)
+        self._reading.add_done_callback(lambda done: done.cancelled() or done.exception())  # seen if late
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._reading), self.read_timeout)
+        except TimeoutError:
+            raise OSError(errno.ETIMEDOUT, f"reading took longer than {self.read_timeout:g}s") from None
 
     def start(self, watch: bool = True) -> None:
         """Listen for SIGHUP and, with `watch`, for changes of the file (call inside the event loop)."""
@@ -162,3 +193,32 @@ class Reloader:
             except Exception:  # the directory may vanish for a moment (ConfigMap swap); try again
                 log.exception("watching %s failed; retrying", directory)
                 await asyncio.sleep(1)
+
+
+def _failed(sha: str, problems: list[str]) -> ReloadResult:
+    return ReloadResult(ok=False, changed=False, sha256=sha, problems=tuple(problems))
+
+
+def _in_daemon_thread(fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+    """Run `fn` in a daemon thread: one that never returns must not keep the process from exiting
+    (the default executor's threads are joined at shutdown)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            value = fn(*args)
+        except BaseException as error:
+            failure = error
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, lambda: future.set_exception(failure))
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(settle, lambda: future.set_result(value))
+
+    threading.Thread(target=run, name="router-table-read", daemon=True).start()
+    return future

@@ -1,17 +1,24 @@
 """The running router: the current table and app, the state that outlives them, and the swap between them.
 
 This is the ASGI application the server runs. It owns the lifespan (pools open at start-up, close at
-shutdown) and forwards each request to the app of the current table. `apply` builds a new table and app
-from a validated config and swaps one reference: a request that already entered the old app finishes
-there, with the routes it started with.
+shutdown) and forwards each request to the app of the current table.
+
+`apply` installs a new table version in Caddy's order. Provision: build everything the version needs (the
+route table against a registry plan, the access policy, the app, the fast path) without touching what
+serves, in a worker thread, then open the new pools on the loop. Swap: one reference. Commit: the
+registry's planned changes, retirement of unused pools, secrets, logging, sessions, metrics and probes.
+Anything that fails before the swap leaves the running router exactly as it was; a request that already
+entered the old app finishes there, with the routes it started with.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar
@@ -25,10 +32,11 @@ from router.api.sessions import session_handlers
 from router.api.status import status_handlers
 from router.app import chat_resolvers, create_app
 from router.config import RouterConfig
+from router.config.models import LoggingSettings
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
 from router.probing import Prober
-from router.registry import Registry
-from router.reload import Reloader
+from router.registry import Registry, RegistryPlan
+from router.reload import Reloader, ReloadResult
 from router.security import Access, Redactor, build_access, config_secrets
 from router.sessions import SessionStore
 from router.table import RouteTable, build_table
@@ -46,14 +54,25 @@ class Loaded:
     fast: ChatFastPath | None = None  # chat requests without the framework; None when CORS is on
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One table version provisioned but not served yet: what the swap installs and the commit applies."""
+
+    config: RouterConfig
+    table: RouteTable
+    app: Litestar
+    fast: ChatFastPath | None
+    access: Access
+    plan: RegistryPlan
+
+
 class Runtime:
     """Process-wide state and the ASGI entry point."""
 
     def __init__(self, config: RouterConfig, config_path: str | None = None, watch: bool = True) -> None:
         self.initial_config = config
-        self.config_path = config_path
         self.watch = watch
-        self.reloader: Reloader | None = None
+        self.reloader = Reloader(self, config_path) if config_path is not None else None
         # Secrets of every table served, masked wherever outside text is written (logs, events, errors).
         self.redactor = Redactor()
         self.metrics = RouterMetrics(lambda: self.current.table if self.current else None)
@@ -74,37 +93,81 @@ class Runtime:
             "last_reload_error": None,
         }
 
-    def record_reload(self, ok: bool, sha256: str, error: str | None) -> None:
-        """Remember how the last reload went, for /status and metrics."""
-        self.last_reload = {
-            "last_reload_ok": ok,
-            "last_reload_at": time.time(),
-            "last_reload_error": error,
-            "last_reload_sha256": sha256,
-        }
-        self.observer.reloaded(ok, sha256, "")
+    # What the reloader and the status handlers see of the runtime (their narrow interfaces).
+
+    def served_config(self) -> RouterConfig | None:
+        """The config of the table being served."""
+        return self.current.table.config if self.current else None
+
+    def served(self) -> tuple[RouteTable, float]:
+        """The served table and when it went live."""
+        loaded = self.current
+        assert loaded is not None, "status is served only after startup"
+        return loaded.table, loaded.loaded_at
 
     def reload_status(self) -> dict[str, Any]:
         """How the last reload went (Prometheus' config_last_reload_successful, as data)."""
         return dict(self.last_reload)
 
-    def apply(self, config: RouterConfig) -> Loaded:
-        """Build the table and app for `config` and make them current (call inside the event loop)."""
-        self.logs.configure(config.logging)  # first: a log file that cannot be opened refuses the table
-        self.redactor.add(config_secrets(config))
-        table = build_table(config, self.registry)
-        self.sessions.configure(config.sessions)
+    def session_counts(self) -> dict[str, Any]:
+        """Sessions in use and their bounds."""
+        return self.sessions.counts()
+
+    def probe_loops(self) -> list[dict[str, Any]]:
+        """The probe loops running now."""
+        return self.prober.loops()
+
+    def reload_finished(self, trigger: str, path: Path, result: ReloadResult) -> None:
+        """Remember how a reload went (for /status and metrics) and publish it when it did something."""
+        self.last_reload = {
+            "last_reload_ok": result.ok,
+            "last_reload_at": time.time(),
+            "last_reload_error": "\n".join(result.problems) if not result.ok else None,
+            "last_reload_sha256": result.sha256,
+        }
+        self.observer.reloaded(result.ok, result.sha256, trigger)
+        if not result.ok:
+            message = f"reload on {trigger} rejected: {path} is invalid; still serving the previous table"
+            self.events.publish(
+                "reload",
+                message=message,
+                ok=False,
+                trigger=trigger,
+                sha256=result.sha256,
+                problems=list(result.problems),
+            )
+        elif result.changed:
+            changes = list(result.changes)
+            message = f"reloaded {path} on {trigger} (sha256 {result.sha256[:12]}): " + (
+                "; ".join(changes) or "no change"
+            )
+            self.events.publish(
+                "reload", message=message, ok=True, trigger=trigger, sha256=result.sha256, changes=changes
+            )
+
+    # Installing a table version: provision, swap, commit.
+
+    async def apply(self, config: RouterConfig) -> Loaded:
+        """Make `config` the served table; raising before the swap leaves everything as it was."""
+        return self._install(await asyncio.to_thread(self.prepare, config))
+
+    def prepare(self, config: RouterConfig) -> Prepared:
+        """Build everything `config` needs without changing anything that serves (safe in a thread)."""
+        _check_log_file(config.logging, self.logs.settings)  # a log file that cannot be opened refuses it
+        plan = self.registry.plan()
+        table = build_table(config, plan)
         access = build_access(config, self.access)
         services = ChatServices(
             registry=self.registry,
             observer=self.observer,
             access=access,
-            sessions=self.sessions if self.sessions.enabled else None,
+            sessions=self.sessions if config.sessions.enabled else None,
             redact=self.redactor,
         )
+        reload = self.reloader.reload if self.reloader is not None else None
         extra = [
             *status_handlers(self, access),
-            *admin_handlers(self, access),
+            *admin_handlers(reload, self.redactor.value, access),
             *metrics_handlers(self.metrics, access),
             *session_handlers(self.sessions, access),
         ]
@@ -113,20 +176,46 @@ class Runtime:
         fast = None
         if not config.server.cors_allowed_origins:  # CORS headers are the app's job: let it see every request
             fast = ChatFastPath(resolvers, services, config.server.max_body_bytes, self.redactor)
-        loaded = Loaded(table=table, app=app, loaded_at=time.time(), fast=fast)
-        self.current, self.access = loaded, access
-        self.metrics.prepare(table)
-        self.prober.sync(self.registry.health_checks())
-        log.info(
-            "serving %d routes from %s (sha256 %s)", len(table.routes), config.source, config.sha256[:12]
-        )
+        return Prepared(config=config, table=table, app=app, fast=fast, access=access, plan=plan)
+
+    def _install(self, prepared: Prepared) -> Loaded:
+        """Open the new pools, swap, commit: one synchronous step on the loop, so no request sees half."""
+        try:
+            prepared.plan.open()
+        except BaseException:
+            asyncio.get_running_loop().create_task(prepared.plan.discard())
+            raise
+        loaded = Loaded(table=prepared.table, app=prepared.app, loaded_at=time.time(), fast=prepared.fast)
+        self.current, self.access = loaded, prepared.access
+        self._commit(prepared)
         return loaded
+
+    def _commit(self, prepared: Prepared) -> None:
+        """Everything that follows the swap. The new table is served already: a step that fails is logged
+        and the others still run, since going back would be worse than a missing log setting."""
+        config = prepared.config
+        steps = (
+            ("registry", lambda: self.registry.commit(prepared.plan)),
+            ("secrets", lambda: self.redactor.add(config_secrets(config))),
+            ("logging", lambda: self.logs.configure(config.logging)),
+            ("sessions", lambda: self.sessions.configure(config.sessions)),
+            ("metrics", lambda: self.metrics.prepare(prepared.table)),
+            ("probes", lambda: self.prober.sync(self.registry.health_checks())),
+        )
+        for name, step in steps:
+            try:
+                step()
+            except Exception:
+                log.exception("applying the new table's %s failed after it went live", name)
 
     async def startup(self) -> None:
         """Open pools, start probing for the initial table, and watch the file for changes."""
-        self.apply(self.initial_config)
-        if self.config_path is not None:
-            self.reloader = Reloader(self, self.config_path)
+        table = self._install(self.prepare(self.initial_config)).table
+        config = table.config
+        log.info(
+            "serving %d routes from %s (sha256 %s)", len(table.routes), config.source, config.sha256[:12]
+        )
+        if self.reloader is not None:
             self.reloader.start(watch=self.watch)
         # Everything built so far lives as long as the process: keep it out of the collector's scans, so
         # collections stay short and do not show up as latency spikes.
@@ -173,3 +262,11 @@ class Runtime:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _check_log_file(settings: LoggingSettings, current: LoggingSettings | None) -> None:
+    """Refuse a table whose new log file cannot be opened for appending (raises OSError), before the swap."""
+    if settings.file is None or (current is not None and current.file == settings.file):
+        return
+    with open(settings.file, "ab"):
+        pass

@@ -1,9 +1,9 @@
 """The route table: every route of one config version, resolved to live upstream state, built once.
 
-A request looks its route up here by path or by name and finds everything prepared: the replicas with
-their breakers, limiters and health trackers, the time limits, the fallback routes. Nothing in the request
-path re-reads the config. A reload builds a new table and swaps it in; requests that already hold a route
-keep using it.
+A request finds its route (by path through the app, by name or model here) with everything prepared: the
+replicas with their breakers, limiters and health trackers, the time limits, the fallback routes. Nothing
+in the request path re-reads the config. A reload builds a new table against a registry plan (nothing that
+serves changes while it is built) and swaps it in; requests that already hold a route keep using it.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.config.common import normalise_path
 from router.config.models import RouteConfig, RouterConfig
-from router.config.semantics import normalise_path
 from router.policies import HealthTracker, Replica
-from router.registry import HealthKey, Registry, UpstreamState
+from router.registry import RegistryPlan, UpstreamState
 from router.upstreams.base import Limits
 
 
@@ -25,8 +25,6 @@ class RouteReplica(Replica):
     __slots__ = ("health", "upstream")
 
     def __init__(self, name: str, upstream: UpstreamState, weight: int, health: HealthTracker | None) -> None:
-        # `name` is the upstream's name as this route lists it: two names with the same address share
-        # one UpstreamState (keyed by identity), so `upstream.name` may be the other one.
         self.upstream = upstream
         self.health = health
         super().__init__(name, weight, self._is_available)
@@ -72,13 +70,9 @@ class Route:
 class RouteTable:
     """All routes of one config version, indexed for the two ways clients address them."""
 
-    def __init__(
-        self, config: RouterConfig, routes: tuple[Route, ...], health: tuple[HealthKey, ...]
-    ) -> None:
+    def __init__(self, config: RouterConfig, routes: tuple[Route, ...]) -> None:
         self.config = config
         self.routes = routes
-        self.health_keys = health
-        self.by_path = {r.path: r for r in routes}
         self.by_model: dict[str, Route] = {}
         for route in routes:  # names win over model ids when they collide; the first route wins a model id
             self.by_model.setdefault(route.model, route)
@@ -90,25 +84,24 @@ class RouteTable:
         return {replica.upstream for route in self.routes for replica in route.replicas}
 
 
-def build_table(config: RouterConfig, registry: Registry) -> RouteTable:
-    """Resolve a validated config against the registry (reusing pools, breakers and health)."""
+def build_table(config: RouterConfig, plan: RegistryPlan) -> RouteTable:
+    """Resolve a validated config against a registry plan (reusing pools, breakers and health).
+
+    Changes nothing that serves: the plan holds what the registry must do once the table is swapped in.
+    """
     routes: list[Route] = []
-    health_routes: dict[HealthKey, list[str]] = {}
     for rc in config.routes:
         replicas = []
         for ref in rc.upstreams:
-            upstream = registry.upstream(config.upstreams[ref.name])
+            upstream = plan.upstream(config.upstreams[ref.name])
             tracker = None
             if rc.policy.health_check.enabled:
-                key, tracker = registry.health(upstream, rc.model, rc.policy.health_check, rc.path)
-                health_routes.setdefault(key, []).append(rc.path)
+                _, tracker = plan.health(upstream, rc.model, rc.policy.health_check, rc.path)
             replicas.append(RouteReplica(ref.name, upstream, ref.weight, tracker))
         limits = Limits.of(rc.policy.timeout, rc.policy.connect_timeout)
         routes.append(Route(config=rc, replicas=tuple(replicas), limits=limits, options=dict(rc.options)))
     _link_fallbacks(routes)
-    table = RouteTable(config, tuple(routes), tuple(health_routes))
-    registry.keep_only(table.upstreams(), health_routes)
-    return table
+    return RouteTable(config, tuple(routes))
 
 
 def _link_fallbacks(routes: list[Route]) -> None:

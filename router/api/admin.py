@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from litestar import Request, post
@@ -11,14 +12,20 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from router.errors import RouterError
+from router.reload import ReloadResult
 from router.security import Access, OpenAccess
 
-if TYPE_CHECKING:
-    from router.runtime import Runtime
+ReloadTrigger = Callable[[str], Awaitable[ReloadResult]]
+"""Starts a reload (the argument names the trigger) and says how it went."""
 
 
-def admin_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPRouteHandler]:
-    """The admin endpoints bound to this runtime, usable as `access.check_admin` allows."""
+def admin_handlers(
+    reload_table: ReloadTrigger | None, redact: Callable[[Any], Any], access: Access | None = None
+) -> list[HTTPRouteHandler]:
+    """The admin endpoints, usable as `access.check_admin` allows.
+
+    `reload_table` is None when the router has no file to reload; `redact` masks secrets in answers.
+    """
     check = (access or OpenAccess()).check_admin
 
     @post(
@@ -30,14 +37,14 @@ def admin_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPR
     )
     async def reload(request: Request[Any, Any, Any]) -> ASGIApp:
         check(request.scope["headers"])
-        if runtime.reloader is None:
+        if reload_table is None:
             raise RouterError(
                 "this router was started without a config file to reload",
                 status=409,
                 type="invalid_request_error",
                 code="reload_unavailable",
             )
-        result = await runtime.reloader.reload("admin")
+        result = await reload_table("admin")
         if not result.ok:
             error = RouterError(
                 "the routing table is invalid; the previous table is still served",
@@ -45,11 +52,11 @@ def admin_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPR
                 type="invalid_request_error",
                 code="invalid_config",
             )
-            body = {**error.body(), "problems": runtime.redactor.value(list(result.problems))}
+            body = {**error.body(), "problems": redact(list(result.problems))}
             return ASGIResponse(
                 body=msgspec.json.encode(body), media_type="application/json", status_code=422
             )
-        answer = runtime.redactor.value(result.as_dict())  # a diff may quote credential headers
+        answer = redact(result.as_dict())  # a diff may quote credential headers
         return ASGIResponse(body=msgspec.json.encode(answer), media_type="application/json")
 
     return [reload]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 from litestar import Request, get
@@ -17,14 +17,40 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
-from router.security import Access, OpenAccess, public_url
+from router.events import EventBus
+from router.security import Access, OpenAccess, Redactor, public_url
 from router.streaming import KEEPALIVE, SSE_HEADERS, SSEStreamBody
-from router.table import Route, RouteReplica
-
-if TYPE_CHECKING:
-    from router.runtime import Runtime
+from router.table import Route, RouteReplica, RouteTable
 
 _EVENTS_HEARTBEAT = 15.0
+
+
+class StatusSource(Protocol):
+    """What `/status`, `/debug` and `/events` read of the running router, and nothing more."""
+
+    @property
+    def started_at(self) -> float:
+        """When the process started (epoch seconds)."""
+
+    @property
+    def events(self) -> EventBus:
+        """The bus `/events` listens to."""
+
+    def served(self) -> tuple[RouteTable, float]:
+        """The table being served and when it went live."""
+
+    def reload_status(self) -> dict[str, Any]:
+        """How the last reload went."""
+
+    def session_counts(self) -> dict[str, Any]:
+        """Sessions in use and their bounds."""
+
+    def probe_loops(self) -> list[dict[str, Any]]:
+        """The probe loops running now."""
+
+    @property
+    def redactor(self) -> Redactor:
+        """Masks every known secret: the documents quote text upstreams wrote."""
 
 
 def replica_status(replica: RouteReplica) -> dict[str, Any]:
@@ -79,70 +105,70 @@ def route_status(route: Route) -> dict[str, Any]:
     }
 
 
-def snapshot(runtime: Runtime) -> dict[str, Any]:
+def snapshot(source: StatusSource) -> dict[str, Any]:
     """The whole `/status` document, with every known secret masked.
 
     It quotes text the upstreams wrote (a probe's error may echo the request's credential headers) and
     may be readable by anyone (`auth.public_status`), so the whole document goes through the redactor.
     """
-    return runtime.redactor.value(_snapshot(runtime))  # type: ignore[no-any-return]
+    return source.redactor.value(_snapshot(source))  # type: ignore[no-any-return]
 
 
-def _snapshot(runtime: Runtime) -> dict[str, Any]:
-    loaded = runtime.current
-    assert loaded is not None
-    config = loaded.table.config
+def _snapshot(source: StatusSource) -> dict[str, Any]:
+    table, loaded_at = source.served()
+    config = table.config
     return {
         "config": {
             "version": config.version,
             "source": config.source,
             "sha256": config.sha256,
-            "loaded_at": loaded.loaded_at,
-            **runtime.reload_status(),
+            "loaded_at": loaded_at,
+            **source.reload_status(),
         },
-        "started_at": runtime.started_at,
-        "routes": [route_status(r) for r in loaded.table.routes],
-        "sessions": runtime.sessions.counts(),
+        "started_at": source.started_at,
+        "routes": [route_status(r) for r in table.routes],
+        "sessions": source.session_counts(),
     }
 
 
-def debug_snapshot(runtime: Runtime) -> dict[str, Any]:
+def debug_snapshot(source: StatusSource) -> dict[str, Any]:
     """`/status` plus the machinery behind it: the shared probe loops and who listens to `/events`."""
     document = {
-        **_snapshot(runtime),
-        "probe_loops": runtime.prober.loops(),
-        "event_subscribers": runtime.events.subscriber_count,
+        **_snapshot(source),
+        "probe_loops": source.probe_loops(),
+        "event_subscribers": source.events.subscriber_count,
     }
-    return runtime.redactor.value(document)  # type: ignore[no-any-return]
+    return source.redactor.value(document)  # type: ignore[no-any-return]
 
 
-def status_handlers(runtime: Runtime, access: Access | None = None) -> list[HTTPRouteHandler]:
-    """`/status`, `/debug` (the same and more) and `/events`, readable as `access.check_status` allows."""
+def status_handlers(source: StatusSource, access: Access | None = None) -> list[HTTPRouteHandler]:
+    """`/status`, `/debug` (the same and more) and `/events` of `source`, readable as `access.check_status`
+    allows."""
     check = (access or OpenAccess()).check_status
 
     @get("/status", operation_id="status", tags=["ops"], summary="Routes, health, breakers, load")
     async def status(request: Request[Any, Any, Any]) -> ASGIApp:
         check(request.scope["headers"])
-        return ASGIResponse(body=msgspec.json.encode(snapshot(runtime)), media_type="application/json")
+        return ASGIResponse(body=msgspec.json.encode(snapshot(source)), media_type="application/json")
 
     @get("/debug", operation_id="debug", tags=["ops"], summary="/status plus probe loops and listeners")
     async def debug(request: Request[Any, Any, Any]) -> ASGIApp:
         check(request.scope["headers"])
-        return ASGIResponse(body=msgspec.json.encode(debug_snapshot(runtime)), media_type="application/json")
+        return ASGIResponse(body=msgspec.json.encode(debug_snapshot(source)), media_type="application/json")
 
     @get("/events", operation_id="events", tags=["ops"], summary="Server-Sent Events of state changes")
     async def events(request: Request[Any, Any, Any]) -> ASGIApp:
         check(request.scope["headers"])
-        return SSEStreamBody(_event_stream(runtime), headers=SSE_HEADERS)
+        return SSEStreamBody(_event_stream(source), headers=SSE_HEADERS)
 
     return [status, debug, events]
 
 
-async def _event_stream(runtime: Runtime) -> AsyncGenerator[bytes, None]:
+async def _event_stream(source: StatusSource) -> AsyncGenerator[bytes, None]:
     # Subscribe before the snapshot: a change made while the snapshot is on its way is then sent after
     # it, instead of falling between the two and leaving the page with a stale state.
-    with runtime.events.subscription() as subscription:
-        yield _sse("snapshot", snapshot(runtime))
+    with source.events.subscription() as subscription:
+        yield _sse("snapshot", snapshot(source))
         while True:
             try:
                 async with asyncio.timeout(_EVENTS_HEARTBEAT):

@@ -11,12 +11,12 @@ refuses is reported as a located problem at the key the user wrote (the route's,
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from router.config.common import default_route_name, key_digest, normalise_path
 from router.config.models import (
     AuthSettings,
     LoggingSettings,
@@ -30,15 +30,12 @@ from router.config.models import (
 from router.config.problems import ConfigError, JsonPath, Problem
 from router.config.source import Document
 
+__all__ = ["POLICY_KEYS", "auth_problems", "build_config", "default_route_name", "key_digest", "route_fields"]
+
 POLICY_KEYS = tuple(RoutePolicy.model_fields)
 """Route keys that `defaults` may provide."""
 
 _Model = TypeVar("_Model", bound=BaseModel)
-
-
-def default_route_name(path: str) -> str:
-    """A route's name when the file gives none: the last segment of its path (`/chat/qwen3` -> `qwen3`)."""
-    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def build_config(doc: Document, sha256: str) -> RouterConfig:
@@ -90,8 +87,6 @@ def auth_problems(doc: Document) -> list[Problem]:
     A key listed twice (under two names, or as its value and as its digest) would make "who is calling"
     ambiguous, so it is refused; problems never quote a key, only where it is.
     """
-    from router.config.semantics import normalise_path  # semantics imports this module
-
     auth: Mapping[str, Any] = doc.data.get("auth", {})
     paths = {normalise_path(str(route["path"])) for route in doc.data.get("routes", [])}
     known = ", ".join(str(route["path"]) for route in doc.data.get("routes", [])) or "(none)"
@@ -122,13 +117,6 @@ def auth_problems(doc: Document) -> list[Problem]:
                         )
                     )
     return problems
-
-
-def key_digest(key: str) -> bytes:
-    """The SHA-256 digest a key is compared by: given as `sha256:<hex>`, or computed from the key itself."""
-    if key.startswith("sha256:"):
-        return bytes.fromhex(key.removeprefix("sha256:"))
-    return hashlib.sha256(key.encode()).digest()
 
 
 def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,20 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.config.build import default_route_name
+from router.config.common import default_route_name, normalise_path
 from router.config.problems import ConfigError, JsonPath, Problem, in_file_order
+from router.config.reserved import RESERVED_PATHS, RESERVED_ROUTE_NAMES, reserved_owner
 from router.config.source import Document
 
-RESERVED_PATHS = frozenset({"/", "/healthz", "/readyz", "/status", "/events", "/metrics", "/debug"})
-"""Paths the router answers itself; a route there would be unreachable or would hide the endpoint."""
-
-RESERVED_PREFIXES = ("/v1", "/admin", "/sessions")
-"""Path trees the router owns entirely (the OpenAI front door, administration, chat sessions)."""
-
-
-def normalise_path(path: str) -> str:
-    """The form two route paths are compared in: case and a trailing slash do not make them different."""
-    return path.rstrip("/").lower() or "/"
+__all__ = ["check_semantics", "normalise_path", "semantic_problems"]  # normalise_path: older importers
 
 
 def check_semantics(doc: Document) -> None:
@@ -56,16 +48,16 @@ def _path_problems(doc: Document, index: int, route: dict[str, Any], paths: dict
     path = str(route["path"])
     where = ("routes", index, "path")
     normal = normalise_path(path)
-    owner = next((p for p in RESERVED_PREFIXES if normal == p or normal.startswith(p + "/")), None)
-    if owner is not None:
+    owner = reserved_owner(path)
+    if owner is not None and owner not in RESERVED_PATHS:
         return [
             doc.problem(
                 where,
-                f"path {path} is inside {owner}/, which the router serves itself; "
+                f"path {path} is inside {owner}, which the router serves itself; "
                 "choose another path, e.g. /chat/<model>",
             )
         ]
-    if normal in RESERVED_PATHS:
+    if owner is not None:
         return [
             doc.problem(
                 where,
@@ -91,6 +83,16 @@ def _name_problems(
 ) -> list[Problem]:
     explicit = "name" in route
     name = str(route["name"]) if explicit else default_route_name(str(route["path"]))
+    # A derived name on a reserved path is already reported with the path.
+    if name in RESERVED_ROUTE_NAMES and (explicit or reserved_owner(str(route["path"])) is None):
+        where = ("routes", index, "name" if explicit else "path")
+        return [
+            doc.problem(
+                where,
+                f"route name '{name}' is taken by the router's own /v1/chat/completions operation; "
+                "give the route another `name:`",
+            )
+        ]
     if name not in names:
         names[name] = index
         return []

@@ -28,6 +28,14 @@ _NULL_TAG = "tag:yaml.org,2002:null"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"))
 
+MAX_ALIAS_EXPANSION = 100_000
+"""How many nodes aliases (`*name`, `<<: *name`) may add to the document once expanded.
+
+The node graph PyYAML composes shares an anchored node between its aliases, so a few kilobytes can describe
+billions of nodes ("billion laughs"); building them would take the process's memory and, in a live
+router, freeze it. Real tables reuse a few defaults a few hundred times at most.
+"""
+
 
 @dataclass(frozen=True)
 class Document:
@@ -84,7 +92,15 @@ def parse_yaml(text: str, file: str) -> Document:
                 [Problem(file, line, col, f"the top level must be a mapping (key: value), not {_kind(root)}")]
             )
         builder = _Builder(loader, file)
-        data = builder.build(root, ())
+        try:
+            data = builder.build(root, ())
+        except _TooManyAliases as exc:
+            line, col = _mark(exc.node.start_mark)
+            message = (
+                f"aliases expand this document beyond {MAX_ALIAS_EXPANSION:,} nodes; "
+                "write the repeated parts out or reuse fewer nested anchors"
+            )
+            raise ConfigError([Problem(file, line, col, message)]) from None
     finally:
         loader.dispose()
     if builder.problems:
@@ -92,8 +108,19 @@ def parse_yaml(text: str, file: str) -> Document:
     return Document(file=file, data=data, values=builder.values, keys=builder.keys)
 
 
+class _TooManyAliases(Exception):
+    """Aliases expanded past MAX_ALIAS_EXPANSION nodes; `node` is where the budget ran out."""
+
+    def __init__(self, node: yaml.Node) -> None:
+        super().__init__()
+        self.node = node
+
+
 class _Builder:
-    """Turns a composed node graph into dicts, lists and scalars, recording positions on the way."""
+    """Turns a composed node graph into dicts, lists and scalars, recording positions on the way.
+
+    Every node built a second time (reached through an alias) counts against MAX_ALIAS_EXPANSION.
+    """
 
     def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
         self.loader = loader
@@ -102,6 +129,8 @@ class _Builder:
         self.keys: dict[JsonPath, Position] = {}
         self.problems: list[Problem] = []
         self._active: set[int] = set()  # nodes being built right now: an alias back to one is a cycle
+        self._seen: set[int] = set()
+        self._expanded = 0
 
     def report(self, node: yaml.Node, path: JsonPath, message: str) -> None:
         line, col = _mark(node.start_mark)
@@ -115,6 +144,12 @@ class _Builder:
                 "an alias refers to a mapping or list that contains it; YAML cycles are not allowed",
             )
             return None
+        if id(node) in self._seen:
+            self._expanded += 1
+            if self._expanded > MAX_ALIAS_EXPANSION:
+                raise _TooManyAliases(node)
+        else:
+            self._seen.add(id(node))
         self._active.add(id(node))
         try:
             if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:

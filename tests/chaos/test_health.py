@@ -7,7 +7,7 @@ the thresholds; an unhealthy route answers 503 at once, and recovers by itself o
 
 from __future__ import annotations
 
-import logging
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +17,6 @@ import pytest
 from tests.chaos import (
     FAST_HEALTH,
     SLACK,
-    LogCapture,
     breaker_state,
     error_of,
     health_state,
@@ -97,26 +96,35 @@ def test_initial_state_lets_traffic_through(fake: FakeUpstream, start_router: St
     wait_health(router, "healthy")
 
 
-def test_thresholds_and_each_transition_logged_once(fake: FakeUpstream, start_router: Start) -> None:
-    with LogCapture("router.registry") as log:
-        router = start_router(one_route(fake, defaults=health(failure_threshold=3, recovery_threshold=2)))
-        wait_health(router, "healthy")
-        fake.go_down()
-        wait_health(router, "unhealthy")
-        assert replica(router)["health"]["consecutive_failures"] >= 3
-        fake.come_up()
-        wait_health(router, "healthy")
-        wait_for(lambda: len(log.messages("health of")) >= 3)
-        logged = log.messages("health of")
-        levels = [r.levelno for r in log.records if r.getMessage() in logged]
-    assert len(logged) == 3, logged  # initial->healthy, healthy->unhealthy, unhealthy->healthy: once each
+def test_thresholds_and_each_transition_logged_once(
+    fake: FakeUpstream, start_router: Start, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """One log line per transition, written by the event log (not also by the standard library's)."""
+    router = start_router(one_route(fake, defaults=health(failure_threshold=3, recovery_threshold=2)))
+    wait_health(router, "healthy")
+    fake.go_down()
+    wait_health(router, "unhealthy")
+    assert replica(router)["health"]["consecutive_failures"] >= 3
+    fake.come_up()
+    wait_health(router, "healthy")
+    seen: list[str] = []
+
+    def three_logged() -> bool:
+        seen.append(capfd.readouterr().err)
+        return "".join(seen).count("health of") >= 3
+
+    wait_for(three_logged)
+    output = "".join(seen)
+    lines = [json.loads(line) for line in output.splitlines() if "health of" in line]
+    assert output.count("health of") == 3, output  # once each, never also as a plain stdlib line
+    logged = [line["message"] for line in lines]
     for line in logged:
         assert "/chat/m" in line and model_of(fake) in line and "upstream u" in line, line
     assert "initial -> healthy (first probe succeeded)" in logged[0]
     assert "healthy -> unhealthy (3 consecutive probes failed" in logged[1]
     assert "refused" in logged[1], "the reason carries the probe's error"
     assert "unhealthy -> healthy (2 consecutive probes succeeded)" in logged[2]
-    assert levels == [logging.INFO, logging.WARNING, logging.INFO]
+    assert [line["level"] for line in lines] == ["info", "warning", "info"]
 
 
 def test_recovery_interval_applies_while_unhealthy(fake: FakeUpstream, start_router: Start) -> None:

@@ -168,7 +168,7 @@ class Core:
     log: list[str] = field(default_factory=list)
 
     def route(self, path: str) -> Route:
-        return self.table.by_path[path]
+        return next(route for route in self.table.routes if route.path == path)
 
     def upstream(self, name: str) -> UpstreamState:
         for state in self.table.upstreams():
@@ -195,7 +195,7 @@ async def build_core(
     **top: Any,
 ) -> Core:
     """The core for a table whose upstreams (all `openai`, at unroutable addresses) follow `upstreams`'
-    scripts. Call inside the event loop; the real adapters' pools are closed before the fakes go in."""
+    scripts. Call inside the event loop."""
     settings = upstream_settings or {}
     config_upstreams = {
         name: {"type": "openai", "base_url": f"http://192.0.2.{i + 1}/v1", **settings.get(name, {})}
@@ -203,11 +203,14 @@ async def build_core(
     }
     config = load_config_text(table(config_upstreams, routes, defaults, **top), "core-test.yaml", env={})
     registry = Registry(EventBus())
-    built = build_table(config, registry)
+    plan = registry.plan()
+    built = build_table(config, plan)
     log: list[str] = []
     adapters: dict[str, FakeAdapter] = {}
     for state in built.upstreams():
-        await state.adapter.close()
+        # Each fake upstream has an address of its own, so a pool of its own: the fake goes in where
+        # `Pool.open` would have put the real adapter (no real pool is ever opened).
         adapters[state.name] = FakeAdapter(state.name, upstreams[state.name], log)
-        state.adapter = adapters[state.name]
+        state.pool._adapter = adapters[state.name]
+    registry.commit(plan)
     return Core(built, registry, adapters, log)
