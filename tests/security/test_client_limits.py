@@ -1,0 +1,232 @@
+"""Hostile clients at the connection level: slow heads and bodies, idle sockets by the hundred.
+
+Every test talks to a real router over raw sockets; the bounds are set small so each runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes import FakeOllama
+from tests.support.router_server import RunningRouter, free_port, table
+
+Start = Callable[..., RunningRouter]
+HEAD_TIMEOUT = 0.6
+BODY_TIMEOUT = 0.6
+KEEPALIVE = 0.4
+SLACK = 1.5  # the timer's own lateness, plus a loaded machine
+
+
+@pytest.fixture
+def router(fake_ollama: FakeOllama, start_router: Start) -> RunningRouter:
+    text = table(
+        upstreams={"u": {"type": "ollama", "base_url": fake_ollama.base_url}},
+        routes=[{"path": "/chat/m", "model": "qwen3:32b", "upstream": "u"}],
+        server={
+            "request_head_timeout": HEAD_TIMEOUT,
+            "request_body_timeout": BODY_TIMEOUT,
+            "keepalive_timeout": KEEPALIVE,
+        },
+    )
+    return start_router(text)
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def until_closed(sock: socket.socket, within: float) -> tuple[bytes, float]:
+    """Everything the router sends until it closes the connection, and how long that took."""
+    start = time.monotonic()
+    sock.settimeout(within)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        raise AssertionError(f"the router kept the connection open for {within}s") from None
+    return data, time.monotonic() - start
+
+
+def error_of(answer: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)["error"]
+
+
+def test_a_connection_that_sends_nothing_is_closed(router: RunningRouter) -> None:
+    with connect(router.port) as sock:
+        data, took = until_closed(sock, HEAD_TIMEOUT + SLACK)
+    assert data == b""  # nothing was asked, so nothing is answered
+    assert took >= HEAD_TIMEOUT * 0.8
+
+
+def test_one_byte_then_silence_gets_408_and_is_closed(router: RunningRouter) -> None:
+    with connect(router.port) as sock:
+        sock.sendall(b"G")
+        data, took = until_closed(sock, HEAD_TIMEOUT + SLACK)
+    status, error = error_of(data)
+    assert status == 408 and error["code"] == "request_timeout"
+    assert "request_head_timeout" in str(error["message"])
+    assert took >= HEAD_TIMEOUT * 0.8
+
+
+def test_a_head_sent_a_byte_at_a_time_is_closed_at_the_bound(router: RunningRouter) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 1000
+    start = time.monotonic()
+    with connect(router.port) as sock:
+        closed_after = None
+        for byte in head:  # every 50 ms: the bytes keep coming, the head never ends
+            try:
+                sock.sendall(bytes([byte]))
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - start
+                break
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                data, _ = until_closed(sock, 2)
+                closed_after = time.monotonic() - start
+                assert error_of(data)[0] == 408
+                break
+            assert time.monotonic() - start < HEAD_TIMEOUT + SLACK, "still open past the head bound"
+    assert closed_after is not None and HEAD_TIMEOUT * 0.8 <= closed_after < HEAD_TIMEOUT + SLACK
+
+
+def test_half_a_body_gets_408_and_never_reaches_the_upstream(
+    router: RunningRouter, fake_ollama: FakeOllama
+) -> None:
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 1000}]}).encode()
+    head = (
+        b"POST /chat/m HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with connect(router.port) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        data, took = until_closed(sock, BODY_TIMEOUT + SLACK)
+    status, error = error_of(data)
+    assert status == 408 and "request_body_timeout" in str(error["message"])
+    assert took >= BODY_TIMEOUT * 0.8
+    assert fake_ollama.chat_count == 0
+
+
+def test_idle_kept_alive_connections_are_closed_and_busy_ones_are_not(
+    router: RunningRouter, fake_ollama: FakeOllama
+) -> None:
+    # a request slower than every bound is answered: the clocks stop once the request has arrived
+    fake_ollama.set_behaviour("slow_first_token", seconds=HEAD_TIMEOUT + BODY_TIMEOUT + 0.3)
+    with httpx.Client(base_url=router.url, timeout=10) as client:
+        answer = client.post("/chat/m", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200
+    with connect(router.port) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data, took = until_closed(sock, KEEPALIVE + SLACK)
+    assert data.startswith(b"HTTP/1.1 200")
+    assert took < KEEPALIVE + SLACK
+
+
+# ---- many connections ------------------------------------------------------------------------------
+
+FLOOD = 300
+CAP = 40
+FD_LIMIT = 256  # the flood alone would take every descriptor of the router without the cap
+
+
+@pytest.fixture
+def capped_router(fake_ollama: FakeOllama, tmp_path: Path) -> Iterator[str]:
+    """`router serve` as a process with few descriptors, `server.max_connections` low and probes on."""
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        table(
+            upstreams={"u": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/m", "model": "qwen3:32b", "upstream": "u"}],
+            defaults={"health_check": {"enabled": True, "interval": 0.2, "timeout": 1, "jitter": 0}},
+            server={"max_connections": CAP, "request_head_timeout": 60},
+            auth={"public_status": True},
+        )
+    )
+    port = free_port()
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "router", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=few_descriptors,
+        env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", os.getcwd())},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "router serve exited"
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "router serve did not come up"
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def open_idle(port: int, n: int) -> list[socket.socket]:
+    socks = []
+    for i in range(n):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        if i % 2:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost")  # half a head; the other half send nothing
+        socks.append(sock)
+    return socks
+
+
+def test_a_flood_of_idle_sockets_does_not_lock_out_clients_or_probes(
+    capped_router: str, fake_ollama: FakeOllama
+) -> None:
+    url = capped_router
+    port = int(url.rsplit(":", 1)[1])
+    probes_before = sum(fake_ollama.probe_count.values())
+    socks = open_idle(port, FLOOD)
+    try:
+        with httpx.Client(base_url=url, timeout=5) as client:
+            for _ in range(5):
+                start = time.monotonic()
+                assert client.get("/healthz", headers={"Connection": "close"}).status_code == 200
+                assert time.monotonic() - start < 1.0
+            chat = client.post("/chat/m", json={"messages": [{"role": "user", "content": "hi"}]})
+            assert chat.status_code == 200, chat.text
+            time.sleep(0.6)  # a few probe intervals, with the flood still connected
+            status = client.get("/status").json()
+        replica = status["routes"][0]["replicas"][0]
+        assert replica["health"]["state"] == "healthy", replica["health"]
+        assert sum(fake_ollama.probe_count.values()) > probes_before + 1
+        # the router holds at most CAP of the flood: the others were closed, oldest idle first
+        closed = 0
+        for sock in socks:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                try:
+                    closed += sock.recv(1) == b""
+                except ConnectionResetError:
+                    closed += 1
+        assert closed >= FLOOD - CAP
+    finally:
+        for sock in socks:
+            sock.close()
