@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fakes import FakeOllama
+from tests.fakes import FakeOllama, FakeOpenAI
 from tests.support.router_server import RunningRouter, free_port, table
 
 Start = Callable[..., RunningRouter]
@@ -230,3 +230,47 @@ def test_a_flood_of_idle_sockets_does_not_lock_out_clients_or_probes(
     finally:
         for sock in socks:
             sock.close()
+
+
+# ---- a client that stops reading ---------------------------------------------------------------------
+
+WRITE_TIMEOUT = 1.0
+
+
+def test_a_client_that_stops_reading_is_let_go_and_its_upstream_call_closed(
+    fake_openai: FakeOpenAI, start_router: Start
+) -> None:
+    # 12 MB, uncapped: far more than the socket buffers between the router and the client can hold
+    fake_openai.reply_text = ("x" * 1000 + " ") * 12_000
+    router = start_router(
+        table(
+            upstreams={"u": {"type": "openai", "base_url": fake_openai.base_url}},
+            routes=[{"path": "/chat/m", "model": "smollm2", "upstream": "u", "max_tokens": None}],
+            server={"client_write_timeout": WRITE_TIMEOUT},
+        )
+    )
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window stays small
+    sock.settimeout(5)
+    try:
+        sock.connect(("127.0.0.1", router.port))
+        sock.sendall(
+            b"POST /chat/m HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the stream started; now we stop reading
+        stopped = time.monotonic()
+        fake_openai.wait_for(lambda: fake_openai.disconnects >= 1, timeout=WRITE_TIMEOUT + 10)
+        assert time.monotonic() - stopped >= WRITE_TIMEOUT * 0.8
+        assert fake_openai.completed_streams == 0
+        replica = fake_openai.wait_for(lambda: _idle_replica(router), timeout=5)
+        assert replica["breaker"]["consecutive_failures"] == 0  # the client's fault is not the upstream's
+    finally:
+        sock.close()
+
+
+def _idle_replica(router: RunningRouter) -> dict[str, object] | None:
+    status = httpx.get(router.url + "/status", timeout=5).json()
+    replica: dict[str, object] = status["routes"][0]["replicas"][0]
+    return replica if replica["in_flight"] == 0 and replica["upstream_in_flight"] == 0 else None
