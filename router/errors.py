@@ -88,3 +88,15 @@ class Overloaded(RouterError):
     status = 429
     type = "rate_limit_error"
     code = "queue_full"
+
+
+class StreamTooLong(RouterError):
+    """A stream reached its route's `max_stream_duration`: ended with this as its last event.
+
+    Not an upstream fault (a long answer is not a broken server), so the breaker does not hear of it;
+    what it bounds is a stream kept alive for ever by an upstream that trickles empty chunks.
+    """
+
+    status = 504
+    type = "timeout"
+    code = "stream_too_long"

@@ -16,7 +16,7 @@ from typing import Any
 from litestar.response.streaming import ASGIStreamingResponse
 
 from router.config.models import RoutePolicy
-from router.errors import RouterError
+from router.errors import RouterError, StreamTooLong
 from router.upstreams.base import EventStream
 from router.upstreams.errors import UpstreamStalled
 
@@ -57,8 +57,9 @@ async def relay(
         if first:
             yield frame(first)
         last_data = loop.time()
+        ends = last_data + policy.max_stream_duration
         while True:
-            wait = min(heartbeat, last_data + stall - loop.time())
+            wait = min(heartbeat, last_data + stall - loop.time(), ends - loop.time())
             try:
                 async with asyncio.timeout(max(wait, 0.0)):
                     batch = await stream.read()
@@ -67,6 +68,8 @@ async def relay(
                     raise UpstreamStalled(
                         f"the model sent nothing for {stall:g}s (the route's stall_timeout); answer cut off"
                     ) from None
+                if loop.time() >= ends:
+                    raise too_long(policy) from None
                 yield KEEPALIVE
                 continue
             if batch is None:
@@ -74,6 +77,8 @@ async def relay(
                 return
             if batch:
                 last_data = loop.time()
+                if last_data >= ends:
+                    raise too_long(policy)
                 yield frame(batch)
     except RouterError as error:
         outcome = error
@@ -84,6 +89,14 @@ async def relay(
     finally:
         stream.close()
         on_end(outcome)
+
+
+def too_long(policy: RoutePolicy) -> StreamTooLong:
+    """The error ending a stream that ran for its route's `max_stream_duration`, however it trickled."""
+    return StreamTooLong(
+        f"the answer was still streaming after {policy.max_stream_duration:g}s, the route's "
+        "max_stream_duration; answer cut off (ask for a shorter answer, or raise the limit)"
+    )
 
 
 class SSEStreamBody(ASGIStreamingResponse):

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from router.errors import Overloaded, RouterError, RouteUnavailable
+from router.errors import Overloaded, RouterError, RouteUnavailable, StreamTooLong
 from router.upstreams.errors import UpstreamError, UpstreamStalled, UpstreamTimeout
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def outcome_of(error: BaseException | None) -> str:
         return "ok"
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return "client_cancelled"
-    if isinstance(error, UpstreamTimeout | UpstreamStalled):
+    if isinstance(error, UpstreamTimeout | UpstreamStalled | StreamTooLong):
         return "timeout"
     if isinstance(error, RouteUnavailable | Overloaded):
         return "rejected"
