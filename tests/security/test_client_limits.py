@@ -274,3 +274,41 @@ def _idle_replica(router: RunningRouter) -> dict[str, object] | None:
     status = httpx.get(router.url + "/status", timeout=5).json()
     replica: dict[str, object] = status["routes"][0]["replicas"][0]
     return replica if replica["in_flight"] == 0 and replica["upstream_in_flight"] == 0 else None
+
+
+# ---- /events listeners ---------------------------------------------------------------------------------
+
+
+def test_events_listeners_are_capped_with_a_clear_503(fake_ollama: FakeOllama, start_router: Start) -> None:
+    router = start_router(
+        table(
+            upstreams={"u": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/m", "model": "qwen3:32b", "upstream": "u"}],
+            server={"max_event_subscribers": 2},
+        )
+    )
+
+    def listeners() -> int:
+        return int(httpx.get(router.url + "/debug", timeout=5).json()["event_subscribers"])
+
+    with httpx.Client(base_url=router.url, timeout=5) as client:
+        with client.stream("GET", "/events") as first, client.stream("GET", "/events") as second:
+            lines = [first.iter_lines(), second.iter_lines()]  # kept: a dropped iterator closes the stream
+            for response, read in zip((first, second), lines, strict=True):
+                assert response.status_code == 200
+                assert next(read) == "event: snapshot"
+            refused = client.get("/events")
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "5"
+            error = refused.json()["error"]
+            assert error["code"] == "too_many_event_subscribers"
+            assert "server.max_event_subscribers" in error["message"]
+            assert listeners() == 2
+        fake_ollama.wait_for(lambda: listeners() == 0)
+        # a listener that leaves before reading anything frees its place too
+        for _ in range(3):
+            with connect(router.port) as sock:
+                sock.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        fake_ollama.wait_for(lambda: listeners() == 0)
+        with client.stream("GET", "/events") as again:
+            assert again.status_code == 200
