@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,7 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    release: Callable[[], None] | None = None  # ends the request's share of its key's max_concurrency
 
     @property
     def duration(self) -> float:
@@ -77,4 +79,6 @@ class RequestRecord:
         self.outcome = outcome_of(error)
         if isinstance(error, RouterError):
             self.error = error.message
+        if self.release is not None:
+            self.release()
         self.observer.request_finished(self)
