@@ -14,7 +14,8 @@ upstream call behind it, for as long as it likes. `BoundedHttpToolsProtocol` clo
 - the reader: a response the client does not read for `client_write_timeout` (the socket and the
   transport's buffer stay full) ends the connection, which cancels a stream and its upstream call;
 - the number: past `max_connections` a new connection closes the longest-idle one (no request in
-  progress: kept alive between requests, or still sending a head); when none is idle it gets 503.
+  progress: kept alive between requests, or still sending a head), if that one has been idle for at
+  least `EVICTION_GRACE`; otherwise the newcomer is answered 503 and closed.
 
 The cost is one timer per connection, re-armed lazily: phase changes only move a deadline, and the timer,
 when it fires, either acts or sleeps until the current deadline. Requests pay two `loop.time()` calls.
@@ -33,6 +34,11 @@ from router.errors import RouterError
 
 MAX_HEADER_BYTES = 32 * 1024
 """Request line plus headers; nginx's default ceiling (4 x 8k buffers), twice Node's."""
+
+EVICTION_GRACE = 1.0
+"""Seconds a connection is safe from being closed to make room: time for its head, already on its way in,
+to be read. Without it, a flood reconnecting faster than the cap turns over would close every newcomer,
+real clients included, before the router had read a byte of theirs."""
 
 REPORT_INTERVAL = 10.0
 """Seconds between two log lines about closed connections: a flood of them must not flood the log."""
@@ -91,7 +97,8 @@ class ClientLimits:
     """The bounds of one server's client connections, and the connections it may close first.
 
     One per uvicorn server (so per worker process): `idle` holds its connections that have no request in
-    progress, longest idle first (a dict keeps insertion order and removes in O(1)).
+    progress, with the time they became idle, longest idle first (a dict keeps insertion order and
+    removes in O(1)).
     """
 
     def __init__(
@@ -105,7 +112,7 @@ class ClientLimits:
         self.body_timeout = body_timeout
         self.write_timeout = write_timeout
         self.max_connections = max_connections
-        self.idle: dict[BoundedHttpToolsProtocol, None] = {}
+        self.idle: dict[BoundedHttpToolsProtocol, float] = {}
         self._closed: Counter[str] = Counter()
         self._report: asyncio.TimerHandle | None = None
 
@@ -113,15 +120,15 @@ class ClientLimits:
         # Pickled into worker processes before any connection exists: only the settings travel.
         return {**self.__dict__, "idle": {}, "_closed": Counter(), "_report": None}
 
-    def make_room(self) -> bool:
-        """Close the longest-idle connection; False when every connection has a request in progress."""
-        while self.idle:
-            victim = next(iter(self.idle))
+    def make_room(self, now: float) -> bool:
+        """Close the longest-idle connection; False when none has been idle for `EVICTION_GRACE`."""
+        for victim, since in self.idle.items():
+            if now - since < EVICTION_GRACE:
+                return False
             del self.idle[victim]
-            if not victim.transport.is_closing():
-                self.closed("idle at the connection cap")
-                victim.transport.abort()  # frees its descriptor now, whatever is left in its buffers
-                return True
+            self.closed("idle at the connection cap")
+            victim.transport.abort()  # frees its descriptor now, whatever is left in its buffers
+            return True
         return False
 
     def closed(self, why: str) -> None:
@@ -167,14 +174,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         limits = self.limits
-        if len(self.connections) > limits.max_connections and not limits.make_room():
+        now = self.loop.time()
+        if len(self.connections) > limits.max_connections and not limits.make_room(now):
             limits.closed("refused at the connection cap, every connection busy")
             transport.write(_busy(limits.max_connections))
             transport.close()
             return
-        limits.idle[self] = None
-        self._deadline = self.loop.time() + limits.head_timeout
-        self._timer = self.loop.call_later(limits.head_timeout, self._on_timer)
+        limits.idle[self] = now
+        self._deadline = now + limits.head_timeout
+        self._timer = self.loop.call_at(self._deadline, self._on_timer)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -222,7 +230,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
-            self.limits.idle[self] = None
+            idle = self.limits.idle
+            idle.pop(self, None)  # re-inserted: the order is the order of becoming idle
+            idle[self] = self.loop.time()
 
     def handle_websocket_upgrade(self) -> None:
         self._deadline = None  # the connection now belongs to the websocket protocol
