@@ -112,6 +112,10 @@ class ClientLimits:
         self.body_timeout = body_timeout
         self.write_timeout = write_timeout
         self.max_connections = max_connections
+        # the answers are the same for every connection: made once, they cost nothing in a flood
+        self.head_late = _timed_out("request line and headers", "request_head_timeout", head_timeout)
+        self.body_late = _timed_out("request body", "request_body_timeout", body_timeout)
+        self.busy = _busy(max_connections)
         self.idle: dict[BoundedHttpToolsProtocol, float] = {}
         self._closed: Counter[str] = Counter()
         self._report: asyncio.TimerHandle | None = None
@@ -166,6 +170,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._received = 0  # bytes read while the head is incomplete
         self._parsed = 0  # bytes of URL and headers parsed
         self._in_head = True
+        self._begun = False  # a request line has started (CRLFs between requests do not start one)
         self._too_large = False
         self._deadline: float | None = None  # when the head or body being received is late; None: no clock
         self._timer: asyncio.TimerHandle | None = None  # fires at or before the deadline
@@ -177,7 +182,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         now = self.loop.time()
         if len(self.connections) > limits.max_connections and not limits.make_room(now):
             limits.closed("refused at the connection cap, every connection busy")
-            transport.write(_busy(limits.max_connections))
+            transport.write(limits.busy)
             transport.close()
             return
         limits.idle[self] = now
@@ -205,6 +210,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._begun = True
         self._parsed = 0
 
     def on_url(self, url: bytes) -> None:
@@ -224,11 +230,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+        self._begun = False
         self._received = 0
         self._deadline = None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if not self._begun:  # only stray CRLFs came while answering: keep-alive rules, not the head clock
+            self._deadline = None
+            self._received = 0
         if not self.transport.is_closing() and not self.pipeline:
             idle = self.limits.idle
             idle.pop(self, None)  # re-inserted: the order is the order of becoming idle
@@ -291,14 +301,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 # or a stray CRLF after a body): the answer in progress is not the client's delay.
                 self._clock(limits.head_timeout)
                 return
-            answer = _timed_out("request line and headers", "request_head_timeout", limits.head_timeout)
-            self._expire("request head timeout", answer if self._received else None)
+            self._expire("request head timeout", limits.head_late if self._received else None)
         else:
             if self.flow.read_paused:  # the router stopped reading, not the client sending
                 self._clock(limits.body_timeout)
                 return
-            answer = _timed_out("request body", "request_body_timeout", limits.body_timeout)
-            self._expire("request body timeout", None if cycle is None or cycle.response_started else answer)
+            late = None if cycle is None or cycle.response_started else limits.body_late
+            self._expire("request body timeout", late)
 
     def _expire(self, why: str, answer: bytes | None) -> None:
         """End a connection whose client was too slow; tell it why when no response has begun."""

@@ -138,6 +138,27 @@ def test_idle_kept_alive_connections_are_closed_and_busy_ones_are_not(
     assert took < KEEPALIVE + SLACK
 
 
+def test_a_stray_crlf_after_the_body_does_not_cut_a_long_answer(
+    router: RunningRouter, fake_ollama: FakeOllama
+) -> None:
+    fake_ollama.reply_tokens = 12
+    fake_ollama.chunk_delay = 0.1  # the answer lasts twice the head bound
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+    head = b"POST /chat/m HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
+    with connect(router.port) as sock:
+        sock.sendall(head + body)
+        time.sleep(0.1)
+        sock.sendall(b"\r\n")  # what some old clients send after a body; it arrives on its own
+        answer = b""
+        while not answer.endswith(b"0\r\n\r\n"):  # the end of the chunked answer
+            chunk = sock.recv(65536)
+            assert chunk, "the connection was closed before the answer ended"
+            answer += chunk
+        rest, _ = until_closed(sock, KEEPALIVE + SLACK)
+    assert b"data: [DONE]" in answer
+    assert rest == b""  # then closed as an idle kept-alive connection, without a 408
+
+
 # ---- many connections ------------------------------------------------------------------------------
 
 FLOOD = 300
