@@ -276,8 +276,11 @@ WRITE_TIMEOUT = 1.0
 def test_a_client_that_stops_reading_is_let_go_and_its_upstream_call_closed(
     fake_openai: FakeOpenAI, start_router: Start
 ) -> None:
-    # 12 MB, uncapped: far more than the socket buffers between the router and the client can hold
-    fake_openai.reply_text = ("x" * 1000 + " ") * 12_000
+    # 12 MB, uncapped, at about 1 MB/s: the upstream is still sending long after the sockets between
+    # the router and the client are full (were it faster, the kernel's buffers between the router and the
+    # upstream could swallow the whole answer, and the upstream would never see its connection closed)
+    fake_openai.reply_text = ("x" * 2000 + " ") * 6000
+    fake_openai.chunk_delay = 0.002
     router = start_router(
         table(
             upstreams={"u": {"type": "openai", "base_url": fake_openai.base_url}},
