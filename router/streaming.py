@@ -59,7 +59,8 @@ async def relay(
         last_data = loop.time()
         ends = last_data + policy.max_stream_duration
         while True:
-            wait = min(heartbeat, last_data + stall - loop.time(), ends - loop.time())
+            now = loop.time()
+            wait = min(heartbeat, last_data + stall - now, ends - now)
             try:
                 async with asyncio.timeout(max(wait, 0.0)):
                     batch = await stream.read()
