@@ -19,7 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from router.config import load_config_text
 from router.security.limits import EVICTION_GRACE
+from router.server import SPARE_DESCRIPTORS, connection_cap
 from tests.fakes import FakeOllama, FakeOpenAI
 from tests.support.router_server import RunningRouter, free_port, table
 
@@ -351,3 +353,27 @@ def test_events_listeners_are_capped_with_a_clear_503(fake_ollama: FakeOllama, s
         fake_ollama.wait_for(lambda: listeners() == 0)
         with client.stream("GET", "/events") as again:
             assert again.status_code == 200
+
+
+# ---- the cap and the process's open-file limit ----------------------------------------------------
+
+
+def test_the_connection_cap_leaves_descriptors_for_the_upstream_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config_text(
+        table(
+            upstreams={"u": {"type": "ollama", "base_url": "http://127.0.0.1:9", "max_connections": 100}},
+            routes=[{"path": "/chat/m", "model": "m", "upstream": "u"}],
+            server={"max_connections": 4096},
+        ),
+        "t.yaml",
+    )
+    reserve = 100 + SPARE_DESCRIPTORS
+    raised: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "setrlimit", lambda _, limits: raised.append(limits))
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 65536))
+    assert connection_cap(config) == 4096  # the soft limit is raised as far as needed
+    assert raised == [(4096 + reserve, 65536)]
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
+    assert connection_cap(config) == 1024 - reserve  # it cannot be: the clients get what is left
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (8192, 8192))
+    assert connection_cap(config) == 4096
