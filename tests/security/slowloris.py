@@ -61,7 +61,8 @@ async def attacker(port: int, stop: float, closed: list[int]) -> None:
             writer.close()
 
 
-async def healthz(port: int) -> float | None:
+async def healthz(port: int) -> float | bytes | None:
+    """Milliseconds to a 200; else the status line of another answer, or None for no answer in 5 s."""
     start = time.perf_counter()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
@@ -70,7 +71,9 @@ async def healthz(port: int) -> float | None:
         writer.close()
     except (TimeoutError, OSError):
         return None
-    return (time.perf_counter() - start) * 1000 if answer.startswith(b"HTTP/1.1 200") else None
+    if answer.startswith(b"HTTP/1.1 200"):
+        return (time.perf_counter() - start) * 1000
+    return answer.partition(b"\r\n")[0] or None
 
 
 async def attack(pid: int, port: int, sockets: int, seconds: float) -> dict[str, object]:
@@ -78,7 +81,7 @@ async def attack(pid: int, port: int, sockets: int, seconds: float) -> dict[str,
     closed = [0]
     tasks = [asyncio.create_task(attacker(port, stop, closed)) for _ in range(sockets)]
     latencies: list[float] = []
-    failures = 0
+    failures = refusals = 0
     rss, fds = [], []
     next_probe = time.monotonic() + 0.5  # once the flood is connected
     while time.monotonic() < stop:
@@ -87,10 +90,12 @@ async def attack(pid: int, port: int, sockets: int, seconds: float) -> dict[str,
         if time.monotonic() >= next_probe:
             next_probe += 0.2
             took = await healthz(port)
-            if took is None:
-                failures += 1
-            else:
+            if isinstance(took, float):
                 latencies.append(took)
+            elif took is not None and b" 503 " in took:
+                refusals += 1
+            else:
+                failures += 1
         await asyncio.sleep(0.25)
     await asyncio.gather(*tasks, return_exceptions=True)
     latencies.sort()
@@ -98,6 +103,7 @@ async def attack(pid: int, port: int, sockets: int, seconds: float) -> dict[str,
         "rss_peak_mb": round(max(rss), 1),
         "fds_peak": max(fds),
         "healthz_ok": len(latencies),
+        "healthz_503": refusals,
         "healthz_failed": failures,
         "healthz_p50_ms": round(statistics.median(latencies), 2) if latencies else None,
         "healthz_max_ms": round(latencies[-1], 2) if latencies else None,
@@ -142,7 +148,7 @@ def main() -> None:
         )
         try:
             deadline = time.monotonic() + 30
-            while asyncio.run(healthz(port)) is None:
+            while not isinstance(asyncio.run(healthz(port)), float):
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("router serve did not come up")
                 time.sleep(0.1)
