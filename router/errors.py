@@ -90,6 +90,18 @@ class Overloaded(RouterError):
     code = "queue_full"
 
 
+class StreamTooLong(RouterError):
+    """A stream reached its route's `max_stream_duration`: ended with this as its last event.
+
+    Not an upstream fault (a long answer is not a broken server), so the breaker does not hear of it;
+    what it bounds is a stream kept alive for ever by an upstream that trickles empty chunks.
+    """
+
+    status = 504
+    type = "timeout"
+    code = "stream_too_long"
+
+
 class BodyTooLarge(RouterError):
     """413: the body exceeds `server.max_body_bytes`, whether the fast path or the app noticed."""
 

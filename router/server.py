@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -11,16 +13,65 @@ import uvicorn
 from router.config import RouterConfig, load_config
 from router.runtime import Runtime
 from router.security import unauthenticated_warning
-from router.security.limits import MAX_HEADER_BYTES, BoundedHttpToolsProtocol
+from router.security.limits import MAX_HEADER_BYTES, BoundedHttpToolsProtocol, ClientLimits
 
 log = logging.getLogger("router.server")
 
+SPARE_DESCRIPTORS = 64
+"""Descriptors kept for everything but clients and upstream pools: the listener, log files, the file
+watcher, health probes opening a connection while a pool is full, the event loop's own."""
 
-def _options(log_level: str, own_logging: bool) -> dict[str, Any]:
+
+def connection_cap(config: RouterConfig) -> int:
+    """`server.max_connections`, lowered if the open-file limit leaves no room for the upstream side.
+
+    Client sockets must never take the descriptors the router needs to reach its upstreams and probe
+    them: once they are gone, probes fail and healthy upstreams are marked down. The soft limit is raised
+    towards the hard one first (as Go's runtime does), since the default soft limit is often 1024.
+    """
+    wanted = config.server.max_connections
+    reserve = sum(u.max_connections for u in config.upstreams.values()) + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    needed = wanted + reserve
+    if soft < needed and (hard == resource.RLIM_INFINITY or soft < hard):
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    cap = max(1, min(wanted, soft - reserve))
+    if cap < wanted:
+        log.warning(
+            "server.max_connections lowered from %d to %d: the open-file limit is %d and the upstream pools "
+            "and probes need %d; raise it (ulimit -n, LimitNOFILE=) to accept more clients",
+            wanted,
+            cap,
+            soft,
+            reserve,
+        )
+    return cap
+
+
+def client_limits(config: RouterConfig) -> ClientLimits:
+    """The bounds of client connections, from `server:` (a restart applies changes, not a reload)."""
+    server = config.server
+    return ClientLimits(
+        head_timeout=server.request_head_timeout,
+        body_timeout=server.request_body_timeout,
+        write_timeout=server.client_write_timeout,
+        max_connections=connection_cap(config),
+    )
+
+
+def _options(log_level: str, own_logging: bool, config: RouterConfig) -> dict[str, Any]:
     """Settings shared by the single-process and the multi-worker server."""
     return {
         "loop": "uvloop",
-        "http": BoundedHttpToolsProtocol,
+        "http": partial(BoundedHttpToolsProtocol, limits=client_limits(config)),
+        "timeout_keep_alive": config.server.keepalive_timeout,
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "lifespan": "on",
         "access_log": False,
@@ -36,10 +87,12 @@ def uvicorn_config(
 ) -> uvicorn.Config:
     """The server settings: no access log (the router logs requests itself), graceful shutdown bounded.
 
-    The request head is bounded (`MAX_HEADER_BYTES`, 431 beyond it) for both HTTP implementations.
+    The request head is bounded (`MAX_HEADER_BYTES`, 431 beyond it) for both HTTP implementations, and
+    client connections by the table's `server:` bounds (`router.security.limits`).
     `own_logging` leaves logging alone: the router's own log then carries uvicorn's messages too.
     """
-    return uvicorn.Config(app=runtime, host=host, port=port, **_options(log_level, own_logging))
+    options = _options(log_level, own_logging, runtime.initial_config)
+    return uvicorn.Config(app=runtime, host=host, port=port, **options)
 
 
 def serve(
@@ -65,7 +118,7 @@ def serve(
         os.environ[_WATCH_ENV] = "1" if watch else "0"
         if warning:
             log.warning("%s", warning)
-        options = _options(config.logging.level, own_logging=False)
+        options = _options(config.logging.level, own_logging=False, config=config)
         uvicorn.run(f"{__name__}:worker_app", factory=True, workers=workers, host=host, port=port, **options)
         return
     runtime = Runtime(config, config_path, watch=watch)

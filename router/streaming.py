@@ -17,7 +17,7 @@ from typing import Any
 from litestar.response.streaming import ASGIStreamingResponse
 
 from router.config.models import RoutePolicy
-from router.errors import OPENAI, ErrorDialect, Redact, RouterError, encode_error
+from router.errors import OPENAI, ErrorDialect, Redact, RouterError, StreamTooLong, encode_error
 from router.upstreams.base import EventStream
 from router.upstreams.errors import UpstreamStalled
 
@@ -62,8 +62,10 @@ async def relay(
         if first:
             yield frame(first)
         last_data = loop.time()
+        ends = last_data + policy.max_stream_duration
         while True:
-            wait = min(heartbeat, last_data + stall - loop.time())
+            now = loop.time()
+            wait = min(heartbeat, last_data + stall - now, ends - now)
             try:
                 async with asyncio.timeout(max(wait, 0.0)):
                     batch = await stream.read()
@@ -72,6 +74,8 @@ async def relay(
                     raise UpstreamStalled(
                         f"the model sent nothing for {stall:g}s (the route's stall_timeout); answer cut off"
                     ) from None
+                if loop.time() >= ends:
+                    raise too_long(policy) from None
                 yield KEEPALIVE
                 continue
             if batch is None:
@@ -79,6 +83,8 @@ async def relay(
                 return
             if batch:
                 last_data = loop.time()
+                if last_data >= ends:
+                    raise too_long(policy)
                 yield frame(batch)
     except Exception as error:  # the upstream failed, or a bug: either way the client is told, not cut off
         outcome = error
@@ -91,6 +97,14 @@ async def relay(
     finally:
         stream.close()
         on_end(outcome)
+
+
+def too_long(policy: RoutePolicy) -> StreamTooLong:
+    """The error ending a stream that ran for its route's `max_stream_duration`, however it trickled."""
+    return StreamTooLong(
+        f"the answer was still streaming after {policy.max_stream_duration:g}s, the route's "
+        "max_stream_duration; answer cut off (ask for a shorter answer, or raise the limit)"
+    )
 
 
 class SSEStreamBody(ASGIStreamingResponse):

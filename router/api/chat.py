@@ -64,6 +64,7 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
     record = exchange.record
     try:
         record.principal = services.access.authenticate(scope["headers"])
+        record.release = services.access.begin(record.principal)  # 429 past the key's max_concurrency
         parsed, body = parse_chat_request(await request.body())
         route = resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream

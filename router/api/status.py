@@ -17,7 +17,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
-from router.events import EventBus
+from router.errors import RouterError
+from router.events import EventBus, Subscription
 from router.security import Access, OpenAccess, Redactor, public_url
 from router.streaming import KEEPALIVE, SSE_HEADERS, SSEStreamBody
 from router.table import Route, RouteReplica, RouteTable
@@ -159,15 +160,61 @@ def status_handlers(source: StatusSource, access: Access | None = None) -> list[
     @get("/events", operation_id="events", tags=["ops"], summary="Server-Sent Events of state changes")
     async def events(request: Request[Any, Any, Any]) -> ASGIApp:
         check(request.scope["headers"])
-        return SSEStreamBody(_event_stream(source), headers=SSE_HEADERS)
+        return EventsResponse(source, subscribe(source))
 
     return [status, debug, events]
 
 
-async def _event_stream(source: StatusSource) -> AsyncGenerator[bytes, None]:
-    # Subscribe before the snapshot: a change made while the snapshot is on its way is then sent after
+class TooManySubscribers(RouterError):
+    """503: `/events` already has `server.max_event_subscribers` listeners."""
+
+    status = 503
+    type = "server_error"
+    code = "too_many_event_subscribers"
+
+
+EVENTS_RETRY_AFTER = 5.0
+"""Seconds a refused `/events` listener is told to wait: listeners stay for long, a slot frees rarely."""
+
+
+def subscribe(source: StatusSource) -> Subscription:
+    """A listener registered now, or 503 past the cap: each one holds a queue and a connection for long.
+
+    Checked and registered in one step, with no await between, so concurrent requests cannot overshoot.
+    """
+    limit = source.served()[0].config.server.max_event_subscribers
+    if source.events.subscriber_count >= limit:
+        raise TooManySubscribers(
+            f"/events already has {limit} listeners (server.max_event_subscribers); close another page "
+            "or dashboard that follows the router's events, or retry later",
+            retry_after=EVENTS_RETRY_AFTER,
+        )
+    return source.events.subscription()
+
+
+class EventsResponse(SSEStreamBody):
+    """The `/events` stream of one listener, whose subscription ends with the response, however it ends.
+
+    The generator's own cleanup does not run if it never started (the client left at once), so the
+    response closes the subscription itself; closing is idempotent.
+    """
+
+    def __init__(self, source: StatusSource, subscription: Subscription) -> None:
+        super().__init__(_event_stream(source, subscription), headers=SSE_HEADERS)
+        self._subscription = subscription
+
+    async def send_body(self, send: Any, receive: Any) -> None:
+        """Send the events; then let go of the subscription."""
+        try:
+            await super().send_body(send, receive)
+        finally:
+            self._subscription.close()
+
+
+async def _event_stream(source: StatusSource, subscription: Subscription) -> AsyncGenerator[bytes, None]:
+    # Subscribed before the snapshot: a change made while the snapshot is on its way is then sent after
     # it, instead of falling between the two and leaving the page with a stale state.
-    with source.events.subscription() as subscription:
+    with subscription:
         yield _sse("snapshot", snapshot(source))
         while True:
             try:

@@ -85,6 +85,8 @@ class RoutePolicy(FrozenModel):
     # cap: larger client values are clamped, missing ones set
     max_tokens: int | None = Field(default=2048, ge=1)
     health_check: HealthCheckPolicy = HealthCheckPolicy()
+    # longest a stream may last once it started, however steadily it trickles; then an error event
+    max_stream_duration: float = Field(default=1800.0, gt=0)
 
 
 class UpstreamRef(FrozenModel):
@@ -116,6 +118,14 @@ class ServerSettings(FrozenModel):
     workers: int = Field(default=1, ge=1)
     allow_unauthenticated: bool = False
     cors_allowed_origins: tuple[str, ...] = ()
+    # Bounds on what one client connection may hold (router.security.limits): a socket that never finishes
+    # its request, idles, or stops reading is closed; connections past the cap are refused.
+    request_head_timeout: float = Field(default=10.0, gt=0)  # connection (or first byte) to end of head
+    request_body_timeout: float = Field(default=30.0, gt=0)  # from the end of the head to the end of the body
+    keepalive_timeout: float = Field(default=5.0, gt=0)  # idle between two requests on one connection
+    client_write_timeout: float = Field(default=30.0, gt=0)  # a client that does not read is let go
+    max_connections: int = Field(default=4096, ge=1)  # per worker process; idle ones are closed first
+    max_event_subscribers: int = Field(default=64, ge=1)  # open /events streams; 503 beyond
 
 
 class SessionSettings(FrozenModel):
@@ -141,6 +151,7 @@ class ApiKey(FrozenModel):
     key: SecretStr
     routes: tuple[str, ...] | None = None  # route paths this key may use; None: every route
     rate_limit_per_minute: int | None = Field(default=None, ge=1)  # token bucket; None: unlimited
+    max_concurrency: int | None = Field(default=None, ge=1)  # requests in progress at once; None: unlimited
 
 
 class AdminKey(FrozenModel):

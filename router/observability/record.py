@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from router.errors import Overloaded, RouterError, RouteUnavailable
+from router.errors import Overloaded, RouterError, RouteUnavailable, StreamTooLong
 from router.upstreams.errors import UpstreamError, UpstreamStalled, UpstreamTimeout
 
 
@@ -24,7 +25,7 @@ def outcome_of(error: BaseException | None) -> str:
         return "ok"
     if isinstance(error, asyncio.CancelledError | GeneratorExit):
         return "client_cancelled"
-    if isinstance(error, UpstreamTimeout | UpstreamStalled):
+    if isinstance(error, UpstreamTimeout | UpstreamStalled | StreamTooLong):
         return "timeout"
     if isinstance(error, RouteUnavailable | Overloaded):
         return "rejected"
@@ -54,6 +55,7 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    release: Callable[[], None] | None = None  # ends the request's share of its key's max_concurrency
 
     @property
     def duration(self) -> float:
@@ -72,3 +74,5 @@ class RequestRecord:
         self.outcome = outcome_of(error)
         if isinstance(error, RouterError):
             self.error = error.message
+        if self.release is not None:
+            self.release()

@@ -7,8 +7,8 @@ import ipaddress
 from router.config import RouterConfig
 from router.config.build import key_digest
 from router.config.semantics import normalise_path
-from router.security.access import Access, Forbidden, OpenAccess, RateLimited, Unauthenticated
-from router.security.keys import Key, KeyAccess
+from router.security.access import Access, Forbidden, KeyBusy, OpenAccess, RateLimited, Unauthenticated
+from router.security.keys import Key, KeyAccess, KeyLoad
 from router.security.ratelimit import TokenBucket
 from router.security.redact import Redactor, config_secrets, public_url
 
@@ -16,6 +16,7 @@ __all__ = [
     "Access",
     "Forbidden",
     "KeyAccess",
+    "KeyBusy",
     "OpenAccess",
     "RateLimited",
     "Redactor",
@@ -33,12 +34,15 @@ def build_access(config: RouterConfig, previous: Access | None = None) -> Access
     """The access policy for a table (no keys configured: open).
 
     `previous` is the policy of the table being replaced: a key whose digest and limit did not change keeps
-    its rate-limit bucket, so a reload neither forgives nor punishes anyone.
+    its rate-limit bucket, so a reload neither forgives nor punishes anyone; a key keeps its count of
+    requests in progress (for `max_concurrency`) whatever its limit, since those requests go on.
     """
     auth = config.auth
     if not auth.api_keys and not auth.admin_keys:
         return OpenAccess()
     old = {(k.digest, k.per_minute): k for k in previous.api_keys} if isinstance(previous, KeyAccess) else {}
+    # requests in progress are counted on, whatever else changed about the key: they did not end
+    loads = {k.digest: k.load for k in previous.api_keys} if isinstance(previous, KeyAccess) else {}
     paths = {normalise_path(route.path): route.path for route in config.routes}
     api_keys = []
     for entry in auth.api_keys:
@@ -50,7 +54,12 @@ def build_access(config: RouterConfig, previous: Access | None = None) -> Access
         bucket = kept.bucket if kept is not None else None
         if bucket is None and entry.rate_limit_per_minute is not None:
             bucket = TokenBucket(entry.rate_limit_per_minute)
-        api_keys.append(Key(entry.name, digest, routes, entry.rate_limit_per_minute, bucket))
+        load = None
+        if entry.max_concurrency is not None:
+            load = loads.get(digest) or KeyLoad()
+        api_keys.append(
+            Key(entry.name, digest, routes, entry.rate_limit_per_minute, bucket, entry.max_concurrency, load)
+        )
     admin_keys = [Key(entry.name, key_digest(entry.key.get_secret_value())) for entry in auth.admin_keys]
     return KeyAccess(api_keys, admin_keys, auth.public_status)
 

@@ -8,7 +8,7 @@ once the route is known, which for `/v1/chat/completions` is only after the body
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from router.errors import RouterError
 
@@ -42,6 +42,18 @@ class RateLimited(RouterError):
     code = "rate_limit_exceeded"
 
 
+class KeyBusy(RouterError):
+    """A key with as many requests in progress as its `max_concurrency` (429, with Retry-After)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "key_concurrency_limit"
+
+
+Release = Callable[[], None]
+"""Ends one request's share of its key's concurrency; called once, when the request really ends."""
+
+
 class Access:
     """Decides whether a request may proceed. The base class allows everything."""
 
@@ -54,6 +66,14 @@ class Access:
 
     def allowed_routes(self, principal: str | None) -> frozenset[str] | None:
         """The route paths the caller may use (for listings), or None for every route."""
+        return None
+
+    def begin(self, principal: str | None) -> Release | None:
+        """Count a request of the caller as in progress; 429 if its key already has its maximum.
+
+        Returns what ends it (None when nothing is counted); the request's record calls it when the
+        request really ends, a stream at its last byte.
+        """
         return None
 
     def check_admin(self, headers: Headers, what: str = "/admin") -> None:

@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from router.security.access import Access, Forbidden, Headers, RateLimited, Unauthenticated
+from router.security.access import Access, Forbidden, Headers, KeyBusy, RateLimited, Release, Unauthenticated
 from router.security.ratelimit import TokenBucket
 
 _AUTHORIZATION = b"authorization"
@@ -30,6 +30,21 @@ class Key:
     routes: frozenset[str] | None = None  # route paths as the table spells them; None: all
     per_minute: int | None = None
     bucket: TokenBucket | None = None
+    max_concurrency: int | None = None
+    load: KeyLoad | None = None  # counted only for a key with max_concurrency
+
+
+class KeyLoad:
+    """How many requests of one key are in progress. Shared by the tables of a reload, like a bucket."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def release(self) -> None:
+        """One request ended (its record calls this once)."""
+        self.count -= 1
 
 
 def presented_key(headers: Headers) -> bytes | None:
@@ -91,6 +106,20 @@ class KeyAccess(Access):
     def allowed_routes(self, principal: str | None) -> frozenset[str] | None:
         key = self._by_name.get(principal) if principal is not None else None
         return None if key is None else key.routes
+
+    def begin(self, principal: str | None) -> Release | None:
+        key = self._by_name.get(principal) if principal is not None else None
+        if key is None or key.load is None or key.max_concurrency is None:
+            return None
+        load = key.load
+        if load.count >= key.max_concurrency:
+            raise KeyBusy(
+                f"the API key '{key.name}' already has {load.count} requests in progress, its "
+                f"max_concurrency; retry when one of them has ended",
+                retry_after=1.0,
+            )
+        load.count += 1
+        return load.release
 
     def check_admin(self, headers: Headers, what: str = "/admin") -> None:
         self._check_admin_key(headers, what)

@@ -1,15 +1,31 @@
-"""A ceiling on the size of a request's head (request line and headers), which httptools does not have.
+"""Bounds on what one client connection may hold: its head's size, its time, its reading, and their number.
 
-uvicorn's h11 protocol bounds an incomplete head (`h11_max_incomplete_event_size`), but its httptools
-protocol, the faster one this router runs, buffers a head of any size: one client sending megabytes of
-header would make the router hold them all. `BoundedHttpToolsProtocol` counts the bytes received while a
-head is incomplete and answers 431 once they pass the limit. The count is one addition per read, and the
-check happens after parsing, so a head that completes within a large read (a body following it) is never
-mistaken for an oversized one.
+uvicorn's httptools protocol, the faster one this router runs, trusts its clients. It buffers a head of any
+size; it bounds the idle time between two requests (`timeout_keep_alive`) but not a request that never
+finishes: a socket that sends one byte, or a header a byte at a time, or half a body, stays open for
+ever; it accepts as many connections as the process has file descriptors, after which the router's own
+upstream connections and health probes fail; and a client that stops reading holds its response, and the
+upstream call behind it, for as long as it likes. `BoundedHttpToolsProtocol` closes each of those doors:
+
+- the head: at most `MAX_HEADER_BYTES` (431), received within `request_head_timeout` of the connection
+  or of the first byte of a later request on it (408, then the connection is closed);
+- the body: received within `request_body_timeout` of the end of the head. A total, not an idle bound
+  between reads: a body dripped one byte just under an idle bound would hold the connection for days;
+- the reader: a response the client does not read for `client_write_timeout` (the socket and the
+  transport's buffer stay full) ends the connection, which cancels a stream and its upstream call;
+- the number: past `max_connections` a new connection closes the longest-idle one (no request in
+  progress: kept alive between requests, or still sending a head), if that one has been idle for at
+  least `EVICTION_GRACE`; otherwise the newcomer is answered 503 and closed.
+
+The cost is one timer per connection, re-armed lazily: phase changes only move a deadline, and the timer,
+when it fires, either acts or sleeps until the current deadline. Requests pay two `loop.time()` calls.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import Counter
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -20,6 +36,27 @@ from router.security.redact import Redactor
 MAX_HEADER_BYTES = 32 * 1024
 """Request line plus headers; nginx's default ceiling (4 x 8k buffers), twice Node's."""
 
+EVICTION_GRACE = 1.0
+"""Seconds a connection is safe from being closed to make room: time for its head, already on its way in,
+to be read. Without it, a flood reconnecting faster than the cap turns over would close every newcomer,
+real clients included, before the router had read a byte of theirs."""
+
+REPORT_INTERVAL = 10.0
+"""Seconds between two log lines about closed connections: a flood of them must not flood the log."""
+
+log = logging.getLogger("router.server")
+
+
+def _response(status: int, reason: bytes, error: RouterError) -> bytes:
+    """A whole HTTP/1.1 response written straight to the transport, which is closed after it."""
+    reply = encode_error(error, Redactor())  # the messages quote nothing secret
+    body = reply.body
+    extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items()).encode()
+    return (
+        b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n" + extra + b"connection: close\r\n\r\n" + body
+    )
+
 
 def _refusal() -> bytes:
     error = RouterError(
@@ -28,39 +65,146 @@ def _refusal() -> bytes:
         type="invalid_request_error",
         code="request_header_fields_too_large",
     )
-    body = encode_error(error, Redactor()).body  # the message quotes nothing secret
-    return (
-        b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n" + body
+    return _response(431, b"Request Header Fields Too Large", error)
+
+
+def _timed_out(what: str, key: str, seconds: float) -> bytes:
+    error = RouterError(
+        f"the {what} did not arrive within {seconds:g}s (server.{key}); send it at once, "
+        "or ask the operator to raise the limit",
+        status=408,
+        type="invalid_request_error",
+        code="request_timeout",
     )
+    return _response(408, b"Request Timeout", error)
+
+
+def _busy(limit: int) -> bytes:
+    error = RouterError(
+        f"the router is serving as many connections as it accepts ({limit}, server.max_connections); "
+        "retry shortly",
+        status=503,
+        type="server_error",
+        code="too_many_connections",
+        retry_after=1.0,
+    )
+    return _response(503, b"Service Unavailable", error)
 
 
 class HeadTooLarge(Exception):
     """Raised from a parser callback; httptools turns it into a parser error, which uvicorn answers."""
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a limit on the request head.
+class ClientLimits:
+    """The bounds of one server's client connections, and the connections it may close first.
 
-    Two counts, because httptools hands over a header only once it is complete: the parsed size (URL and
-    headers, checked as they arrive) catches a big head that came in one read, and the bytes received
-    while the head is still incomplete catch a head that never ends, before it is all held in memory.
+    One per uvicorn server (so per worker process): `idle` holds its connections that have no request in
+    progress, with the time they became idle, longest idle first (a dict keeps insertion order and
+    removes in O(1)).
+    """
+
+    def __init__(
+        self,
+        head_timeout: float = 10.0,
+        body_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        max_connections: int = 4096,
+    ) -> None:
+        self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
+        self.write_timeout = write_timeout
+        self.max_connections = max_connections
+        # the answers are the same for every connection: made once, they cost nothing in a flood
+        self.head_late = _timed_out("request line and headers", "request_head_timeout", head_timeout)
+        self.body_late = _timed_out("request body", "request_body_timeout", body_timeout)
+        self.busy = _busy(max_connections)
+        self.idle: dict[BoundedHttpToolsProtocol, float] = {}
+        self._closed: Counter[str] = Counter()
+        self._report: asyncio.TimerHandle | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled into worker processes before any connection exists: only the settings travel.
+        return {**self.__dict__, "idle": {}, "_closed": Counter(), "_report": None}
+
+    def make_room(self, now: float) -> bool:
+        """Close the longest-idle connection; False when none has been idle for `EVICTION_GRACE`."""
+        for victim, since in self.idle.items():
+            if now - since < EVICTION_GRACE:
+                return False
+            del self.idle[victim]
+            self.closed("idle at the connection cap")
+            victim.transport.abort()  # frees its descriptor now, whatever is left in its buffers
+            return True
+        return False
+
+    def closed(self, why: str) -> None:
+        """Count a connection the router ended; a warning sums them up, at most every REPORT_INTERVAL."""
+        self._closed[why] += 1
+        if self._report is None:
+            self._report = asyncio.get_running_loop().call_later(REPORT_INTERVAL, self._log)
+
+    def _log(self) -> None:
+        self._report = None
+        counts, self._closed = self._closed, Counter()
+        if counts:
+            log.warning(
+                "closed %d client connections in the last %gs: %s",
+                sum(counts.values()),
+                REPORT_INTERVAL,
+                ", ".join(f"{n} {why}" for why, n in counts.most_common()),
+            )
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounds on a request's head size, on time, and on connections.
+
+    Two counts for the head size, because httptools hands over a header only once it is complete: the
+    parsed size (URL and headers, checked as they arrive) catches a big head that came in one read, and
+    the bytes received while the head is still incomplete catch a head that never ends, before it is all
+    held in memory. The clocks are described in the module's docstring.
     """
 
     max_header_bytes = MAX_HEADER_BYTES
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: ClientLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.limits = limits if limits is not None else ClientLimits()
         self._received = 0  # bytes read while the head is incomplete
         self._parsed = 0  # bytes of URL and headers parsed
         self._in_head = True
+        self._begun = False  # a request line has started (CRLFs between requests do not start one)
         self._too_large = False
+        self._deadline: float | None = None  # when the head or body being received is late; None: no clock
+        self._timer: asyncio.TimerHandle | None = None  # fires at or before the deadline
+        self._write_timer: asyncio.TimerHandle | None = None  # armed while the client does not read
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limits = self.limits
+        now = self.loop.time()
+        if len(self.connections) > limits.max_connections and not limits.make_room(now):
+            limits.closed("refused at the connection cap, every connection busy")
+            transport.write(limits.busy)
+            transport.close()
+            return
+        limits.idle[self] = now
+        self._deadline = now + limits.head_timeout
+        self._timer = self.loop.call_at(self._deadline, self._on_timer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.limits.idle.pop(self, None)
+        self._deadline = None
+        for timer in (self._timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._write_timer = None
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
             self._received += len(data)
+            if self._deadline is None:  # the first bytes of the next request on a kept-alive connection
+                self._clock(self.limits.head_timeout)
         super().data_received(data)
         if self._in_head and self._received > self.max_header_bytes and not self.transport.is_closing():
             self._refuse()
@@ -68,6 +212,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._begun = True
         self._parsed = 0
 
     def on_url(self, url: bytes) -> None:
@@ -80,12 +225,42 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self.limits.idle.pop(self, None)
+        self._clock(self.limits.body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._in_head = True
+        self._begun = False
         self._received = 0
+        self._deadline = None
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._begun:  # only stray CRLFs came while answering: keep-alive rules, not the head clock
+            self._deadline = None
+            self._received = 0
+        if not self.transport.is_closing() and not self.pipeline:
+            idle = self.limits.idle
+            idle.pop(self, None)  # re-inserted: the order is the order of becoming idle
+            idle[self] = self.loop.time()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._deadline = None  # the connection now belongs to the websocket protocol
+        self.limits.idle.pop(self, None)
+        super().handle_websocket_upgrade()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.write_timeout, self._not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
 
     def send_400_response(self, msg: str) -> None:
         if self._too_large:
@@ -104,3 +279,54 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.logger.warning("refused a request whose head is larger than %d bytes", self.max_header_bytes)
         self.transport.write(_refusal())
         self.transport.close()
+
+    def _clock(self, seconds: float) -> None:
+        """Start the clock of a head or body; the running timer is reused if it fires early enough."""
+        self._deadline = self.loop.time() + seconds
+        if self._timer is None:
+            self._timer = self.loop.call_later(seconds, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None or self.transport.is_closing():
+            return
+        now = self.loop.time()
+        if now < deadline:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+            return
+        limits = self.limits
+        cycle = self.cycle
+        if self._in_head:
+            if cycle is not None and not cycle.response_complete:
+                # Bytes of a next request arrived while this one is still answered (a pipelined request,
+                # or a stray CRLF after a body): the answer in progress is not the client's delay.
+                self._clock(limits.head_timeout)
+                return
+            self._expire("request head timeout", limits.head_late if self._received else None)
+        else:
+            if self.flow.read_paused:  # the router stopped reading, not the client sending
+                self._clock(limits.body_timeout)
+                return
+            late = None if cycle is None or cycle.response_started else limits.body_late
+            self._expire("request body timeout", late)
+
+    def _expire(self, why: str, answer: bytes | None) -> None:
+        """End a connection whose client was too slow; tell it why when no response has begun."""
+        self.limits.closed(why)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # What uvicorn does when the connection is lost, done now: the application waiting for the body
+            # sees the client leave, and whatever it answers is not written after our 408.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if answer is not None:
+            self.transport.write(answer)
+        self.transport.close()
+
+    def _not_reading(self) -> None:
+        self._write_timer = None
+        if self.transport.is_closing():
+            return
+        self.limits.closed("client not reading")
+        self.transport.abort()  # close() would wait for a buffer the client is not reading
