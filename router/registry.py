@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from router.config.models import HealthCheckPolicy, UpstreamConfig
 from router.events import EventBus
@@ -26,6 +27,9 @@ from router.policies import (
 )
 from router.upstreams import build_adapter
 from router.upstreams.base import UpstreamAdapter
+
+if TYPE_CHECKING:
+    from router.state.sync import StateSync
 
 log = logging.getLogger("router.registry")
 
@@ -66,6 +70,7 @@ class Registry:
         self.events = events
         self._upstreams: dict[Hashable, UpstreamState] = {}
         self._health: dict[Hashable, tuple[HealthKey, HealthTracker]] = {}
+        self.sync: StateSync | None = None  # shares transitions with other processes (router.state)
 
     def upstream(self, config: UpstreamConfig) -> UpstreamState:
         """The state for this upstream, reused when an equal one exists (policies updated in place)."""
@@ -172,6 +177,8 @@ class Registry:
             )
             if new is BreakerState.OPEN:
                 _wake_when_open_ends(state.breaker)
+            if self.sync is not None:
+                self.sync.breaker_changed(state.name, new, state.breaker, reason)
 
         return on_transition
 
@@ -202,6 +209,8 @@ class Registry:
                 new=str(new),
                 reason=reason,
             )
+            if self.sync is not None:
+                self.sync.health_changed(upstream.name, key.model or key.endpoint, new, reason)
             if old is HealthState.UNHEALTHY and new is HealthState.HEALTHY:
                 upstream.breaker.end_open_period(f"active health check passed again ({reason})")
 

@@ -31,6 +31,8 @@ from router.registry import Registry
 from router.reload import Reloader
 from router.security import Access, Redactor, build_access, config_secrets
 from router.sessions import SessionStore
+from router.state import build_state, register_state_metrics
+from router.state.sync import replica_finder
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -65,6 +67,10 @@ class Runtime:
         self.prober = Prober()
         # One store for the process: conversations outlive reloads, each config only sets the limits.
         self.sessions = SessionStore(config.sessions)
+        # Sessions, rate limits, breaker and health shared with other processes (or not): `state:`.
+        self.state = build_state(config.state)
+        self.shared_sessions = self.state.sessions(self.sessions)
+        register_state_metrics(self.metrics.registry, self.state)
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -99,17 +105,20 @@ class Runtime:
             registry=self.registry,
             observer=self.observer,
             access=access,
-            sessions=self.sessions if self.sessions.enabled else None,
+            sessions=self.shared_sessions if self.sessions.enabled else None,
             redact=self.redactor,
+            admit=self.state.admission(access),
         )
         extra = [
             *status_handlers(self, access),
             *admin_handlers(self, access),
             *metrics_handlers(self.metrics, access),
-            *session_handlers(self.sessions, access),
+            *session_handlers(self.shared_sessions, access),
         ]
         resolvers = chat_resolvers(table)
-        app = create_app(table, services, extra, redact=self.redactor, resolvers=resolvers)
+        app = create_app(
+            table, services, extra, redact=self.redactor, resolvers=resolvers, state_status=self.state.status
+        )
         fast = None
         if not config.server.cors_allowed_origins:  # CORS headers are the app's job: let it see every request
             fast = ChatFastPath(resolvers, services, config.server.max_body_bytes, self.redactor)
@@ -117,6 +126,7 @@ class Runtime:
         self.current, self.access = loaded, access
         self.metrics.prepare(table)
         self.prober.sync(self.registry.health_checks())
+        self.state.table_changed()
         log.info(
             "serving %d routes from %s (sha256 %s)", len(table.routes), config.source, config.sha256[:12]
         )
@@ -124,6 +134,8 @@ class Runtime:
 
     async def startup(self) -> None:
         """Open pools, start probing for the initial table, and watch the file for changes."""
+        await self.state.start()
+        self.state.attach(self.registry, self.prober, replica_finder(lambda: self.current))
         self.apply(self.initial_config)
         if self.config_path is not None:
             self.reloader = Reloader(self, self.config_path)
@@ -139,6 +151,7 @@ class Runtime:
             await self.reloader.stop()
         await self.prober.stop()
         await self.registry.close()
+        await self.state.close()
         self.logs.close()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -9,8 +9,9 @@ the request did is written into one `RequestRecord`, finished exactly once, when
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,15 +30,21 @@ from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, Up
 
 SESSION_HEADER = b"x-session-id"
 
+log = logging.getLogger("router.sessions")
+
 
 class Sessions(Protocol):
-    """Server-side conversations (see `router.sessions`): history in, the finished turn out."""
+    """Server-side conversations (see `router.sessions`, `router.state`): history in, the finished turn out.
 
-    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+    Awaited, because the store may be shared between processes (Redis): a RouterError (503) then says the
+    shared store cannot be reached, and the turn is refused rather than answered without its history.
+    """
+
+    async def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
         """The stored messages of a session (empty for a new one); RouterError if not the owner's."""
         ...
 
-    def record_turn(
+    async def record_turn(
         self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
     ) -> None:
         """Append what the client sent and what the model answered (partially, when interrupted)."""
@@ -53,6 +60,7 @@ class ChatServices:
     access: Access
     sessions: Sessions | None = None
     redact: Callable[[str], str] | None = None  # masks known secrets in error events of streams
+    admit: Callable[[str | None], Awaitable[None]] | None = None  # shared rate limits (router.state)
 
 
 Resolve = Callable[[ChatRequest], Route]
@@ -77,13 +85,16 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
         route = resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
         services.access.authorize(record.principal, route.path)
+        if services.admit is not None:
+            await services.admit(record.principal)
         turn = None
         sessions = services.sessions
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
             session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
             if session_id:
                 sent = body["messages"]
-                body = {**body, "messages": [*sessions.history(session_id, record.principal), *sent]}
+                past = await sessions.history(session_id, record.principal)
+                body = {**body, "messages": [*past, *sent]}
                 turn = _Turn(sessions, session_id, record.principal, sent)
         return await answer(route, parsed, body, record, services, turn)
     except RouterError as error:
@@ -114,10 +125,49 @@ class _Turn:
     owner: str | None
     sent: list[dict[str, Any]]
 
-    def close(self, stats: AnswerStats, interrupted: bool) -> None:
-        if self.sessions is not None:
+    async def save(self, stats: AnswerStats) -> None:
+        """Store a complete turn before the client has the end of the answer, so its next turn, on any
+        process, finds it; a failure reaches the client (503, or an error event) instead of forking it."""
+        sessions, self.sessions = self.sessions, None  # once
+        if sessions is not None:
             answer = "".join(stats.text or ())
-            self.sessions.record_turn(self.session_id, self.owner, self.sent, answer, interrupted)
+            await sessions.record_turn(self.session_id, self.owner, self.sent, answer, False)
+
+    def close(self, stats: AnswerStats, interrupted: bool) -> None:
+        """Store what there is of an answer that did not end cleanly (in the background: nobody waits)."""
+        sessions, self.sessions = self.sessions, None
+        if sessions is not None:
+            answer = "".join(stats.text or ())
+            record = sessions.record_turn(self.session_id, self.owner, self.sent, answer, interrupted)
+            task = asyncio.get_running_loop().create_task(_logged(record, self.session_id))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+async def _logged(record: Awaitable[None], session_id: str) -> None:
+    try:
+        await record
+    except Exception as error:
+        log.warning("session %s: interrupted turn not recorded: %s", session_id, error)
+
+
+class _SavingStream(EventStream):
+    """A stream whose clean end first stores the session turn, so `[DONE]` means "saved" too."""
+
+    def __init__(self, inner: EventStream, turn: _Turn) -> None:
+        self.inner, self.turn, self.stats = inner, turn, inner.stats
+
+    async def read(self) -> list[bytes] | None:
+        batch = await self.inner.read()
+        if batch is None:
+            await self.turn.save(self.stats)
+        return batch
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 async def _complete(adapter: UpstreamAdapter, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
@@ -155,6 +205,8 @@ async def answer(
         )
         record.first_token_at = time.perf_counter()
         headers = _served_by(lease, record)
+        if turn is not None:
+            stream = _SavingStream(stream, turn)
 
         def on_end(error: BaseException | None) -> None:
             lease.finish(error)
@@ -162,7 +214,6 @@ async def answer(
             record.finish(200, error)
             if turn is not None:
                 turn.close(stream.stats, interrupted=error is not None)
-                turn.sessions = None  # once
 
         return SSEResponse(stream, first, lease.route.config.policy, on_end, headers, services.redact)
     (data, stats), lease = await dispatch(
@@ -172,7 +223,7 @@ async def answer(
     headers = _served_by(lease, record)
     _take(record, stats)
     if turn is not None:
-        turn.close(stats, interrupted=False)
+        await turn.save(stats)
     return WholeAnswer(data, headers, record)
 
 

@@ -12,11 +12,13 @@ from litestar import Request, delete
 from litestar.handlers import HTTPRouteHandler
 
 from router.security import Access
-from router.sessions import SessionNotFound, SessionStore
+from router.sessions import SessionNotFound
+from router.state.backend import SessionBackend
 
 
-def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandler]:
-    """The session endpoints over the runtime's one store, authenticated by this table's policy."""
+def session_handlers(store: SessionBackend, access: Access) -> list[HTTPRouteHandler]:
+    """The session endpoints over the runtime's one store (in memory or shared), authenticated by this
+    table's policy."""
 
     @delete(
         "/sessions/{session_id:str}",
@@ -29,7 +31,7 @@ def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandl
         # Read from the request rather than injected: works the same on every supported Litestar version.
         session_id: str = request.path_params["session_id"]
         principal = access.authenticate(request.scope["headers"])
-        if not store.delete(session_id, principal):
+        if not await store.delete(session_id, principal):
             raise SessionNotFound(
                 f"no session {session_id!r}; it may have expired or been deleted", param="session_id"
             )

@@ -95,6 +95,7 @@ def snapshot(runtime: Runtime) -> dict[str, Any]:
         "started_at": runtime.started_at,
         "routes": [route_status(r) for r in loaded.table.routes],
         "sessions": runtime.sessions.counts(),
+        "state": runtime.state.status(),
     }
 
 
