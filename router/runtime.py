@@ -31,7 +31,7 @@ from router.registry import Registry
 from router.reload import Reloader
 from router.security import Access, Redactor, build_access, config_secrets
 from router.sessions import SessionStore
-from router.state import build_state, register_state_metrics
+from router.state import build_state, register_state_metrics, state_secrets
 from router.state.sync import replica_finder
 from router.table import RouteTable, build_table
 
@@ -98,6 +98,7 @@ class Runtime:
         """Build the table and app for `config` and make them current (call inside the event loop)."""
         self.logs.configure(config.logging)  # first: a log file that cannot be opened refuses the table
         self.redactor.add(config_secrets(config))
+        self.redactor.add(state_secrets(config))
         table = build_table(config, self.registry)
         self.sessions.configure(config.sessions)
         access = build_access(config, self.access)

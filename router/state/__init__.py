@@ -7,9 +7,11 @@ replica behaves as one router. `build_state` picks one from the table's `state:`
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from prometheus_client import CollectorRegistry, Gauge
 
-from router.config.models import StateSettings
+from router.config.models import RouterConfig, StateSettings
 from router.state.backend import SharedState, StateUnavailable
 from router.state.checks import multi_process_refusal
 
@@ -19,6 +21,7 @@ __all__ = [
     "build_state",
     "multi_process_refusal",
     "register_state_metrics",
+    "state_secrets",
 ]
 
 
@@ -31,6 +34,13 @@ def build_state(settings: StateSettings) -> SharedState:
     from router.state.memory import MemoryState
 
     return MemoryState()
+
+
+def state_secrets(config: RouterConfig) -> set[str]:
+    """The Redis password in `state.url`, for the redactor (it must never reach a log or /status)."""
+    url = config.state.url
+    password = urlsplit(url.get_secret_value()).password if url is not None else None
+    return {password} if password else set()
 
 
 def register_state_metrics(registry: CollectorRegistry, state: SharedState) -> None:

@@ -1,0 +1,113 @@
+"""Redis killed under a running router, then started again: what clients see, and that nothing hangs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.fakes import FakeOpenAI, wait_for
+from tests.state.conftest import APP_KEY, LIMITED_KEY, RedisServer, shared_table
+from tests.support.router_server import ServeProcess
+
+APP = {"Authorization": f"Bearer {APP_KEY}"}
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def test_redis_lost_and_back(tmp_path: Path, redis_server: RedisServer, fake_openai: FakeOpenAI) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        shared_table(
+            redis_server.url,
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    served = ServeProcess(str(path), capture=True)
+    with served as router, httpx.Client(base_url=router.url, timeout=10) as http:
+
+        def chat(body: dict[str, Any], key: str = APP_KEY) -> httpx.Response:
+            return http.post("/chat/local", json=body, headers={"Authorization": f"Bearer {key}"})
+
+        assert chat({"messages": [user("one")], "session_id": "s"}).status_code == 200
+
+        redis_server.stop()
+        started = time.monotonic()
+        first = chat({"messages": [user("two")], "session_id": "s"})
+        assert first.status_code == 503, first.text
+        assert time.monotonic() - started < 2.0  # bounded by state.timeout, not a hang
+        assert first.json()["error"]["code"] == "state_unavailable"
+        assert "Retry-After" in first.headers
+        for _ in range(5):  # known lost: refused at once
+            started = time.monotonic()
+            assert chat({"messages": [user("two")], "session_id": "s"}).status_code == 503
+            assert time.monotonic() - started < 0.5
+        # Plain requests, keyed and rate-limited ones included, go on from local state.
+        assert chat({"messages": [user("plain")]}).status_code == 200
+        assert chat({"messages": [user("plain")]}, key=LIMITED_KEY).status_code == 200
+        state = http.get("/status").json()["state"]
+        assert state["backend"] == "redis" and state["up"] is False and state["last_error"]
+        assert http.get("/readyz").json()["state"]["up"] is False
+        assert 'router_state_backend_up{backend="redis"} 0.0' in http.get("/metrics").text
+
+        redis_server.start()  # same port, empty: it kept nothing
+        wait_for(lambda: http.get("/status").json()["state"]["up"], timeout=5)
+        assert chat({"messages": [user("three")], "session_id": "s"}).status_code == 200
+        assert chat({"messages": [user("four")], "session_id": "s"}).status_code == 200
+        assert fake_openai.last_request.json["messages"][::2] == [user("three"), user("four")]
+        assert 'router_state_backend_up{backend="redis"} 1.0' in http.get("/metrics").text
+    log = router.output().decode()
+    assert "Redis at redis://127.0.0.1" in log and "lost" in log and "answers again" in log
+
+
+def test_a_router_starts_while_redis_is_down(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    redis = RedisServer()  # not started: nobody listens on its port
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        shared_table(
+            redis.url,
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    with ServeProcess(str(path)) as router, httpx.Client(base_url=router.url, headers=APP) as http:
+        assert http.post("/chat/local", json={"messages": [user("x")]}).status_code == 200
+        body = {"messages": [user("x")], "session_id": "s"}
+        assert http.post("/chat/local", json=body).status_code == 503
+        redis.start()
+        try:
+            wait_for(lambda: http.get("/status").json()["state"]["up"], timeout=5)
+            assert http.post("/chat/local", json=body).status_code == 200
+        finally:
+            redis.stop()
+
+
+def test_a_password_from_the_environment_is_used_and_never_shown(
+    tmp_path: Path, fake_openai: FakeOpenAI, monkeypatch: Any
+) -> None:
+    password = "s3cret-redis-password"
+    redis = RedisServer(password=password).start()
+    monkeypatch.setenv("ROUTER_TEST_REDIS_PASSWORD", password)
+    path = tmp_path / "routes.yaml"
+    url = f"redis://:${{ROUTER_TEST_REDIS_PASSWORD}}@127.0.0.1:{redis.port}/0"
+    path.write_text(
+        shared_table(
+            url,
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    try:
+        with ServeProcess(str(path)) as router, httpx.Client(base_url=router.url, headers=APP) as http:
+            body = {"messages": [user("x")], "session_id": "s"}
+            assert http.post("/chat/local", json=body).status_code == 200
+            status = http.get("/status")
+            assert status.json()["state"]["up"] is True
+            assert password not in status.text and "[REDACTED]" in status.json()["state"]["url"]
+    finally:
+        redis.stop()
