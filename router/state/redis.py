@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 from redis.asyncio import Redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from router.config.models import StateSettings
@@ -65,6 +65,7 @@ class RedisState(SharedState):
         self.origin = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.client = _client(settings)
         self._up = False
+        self._sessions: int | None = None  # conversations stored, as of the last ping
         self._lost_at: float | None = time.time()
         self._last_error: str | None = None
         self._errors = 0
@@ -91,6 +92,12 @@ class RedisState(SharedState):
 
     async def start(self) -> None:
         await self._ping()  # a reachable Redis is up before the first request; an absent one is only logged
+        if not self._up:
+            log.warning(
+                "shared state: Redis at %s does not answer (%s); serving from local state until it does",
+                self.url,
+                self._last_error,
+            )
         self.spawn(self._monitor(), "state:monitor")
 
     async def close(self) -> None:
@@ -116,7 +123,7 @@ class RedisState(SharedState):
     async def _ping(self) -> None:
         try:
             async with asyncio.timeout(max(self.timeout, self.settings.connect_timeout)):
-                await self.client.ping()
+                self._sessions = int(await self.client.zcard(f"{self.prefix}sessions"))
         except _FAILURES as error:
             self.lost(error)
         else:
@@ -139,7 +146,7 @@ class RedisState(SharedState):
     def _found(self) -> None:
         if self._up:
             return
-        first = self._errors == 0 and self._lost_at is not None and self._last_error is None
+        first = self._errors == 0
         self._up = True
         self._lost_at = None
         self._resubscribe.set()
@@ -156,6 +163,9 @@ class RedisState(SharedState):
         try:
             async with asyncio.timeout(self.timeout):
                 return await coro
+        except ResponseError as error:  # Redis answered: a refused command is not a lost Redis
+            log.error("shared state: Redis refused %s: %s", what, error)
+            raise self.unavailable(what) from None
         except _FAILURES as error:
             self.lost(error)
             raise self.unavailable(what) from None
@@ -177,6 +187,7 @@ class RedisState(SharedState):
             "errors": self._errors,
             "last_error": self._last_error,
             "origin": self.origin,
+            "sessions": self._sessions,  # every process's conversations (the `sessions` section is local)
         }
 
     # ---- the seams ---------------------------------------------------------------------------------
@@ -242,7 +253,7 @@ class RedisState(SharedState):
 class RedisSessions:
     """Conversations in Redis: the same bounds as `router.sessions.SessionStore`, shared by every process.
 
-    Layout: `<prefix>s:<id>` (a hash: owner, chars, turns), `<prefix>s:<id>:m` (a list of messages, each
+    Layout: `<prefix>s:<id>` (a hash: owner, chars, turns), `<prefix>m:<id>` (a list of messages, each
     stored as `<chars>:<json>` so trimming needs no JSON in Lua) and `<prefix>sessions` (a sorted set of
     ids by last use, for the least-recently-used bound). Idle expiry is Redis's own key TTL. A message's
     size comes from `router.sessions.message_chars`, the one definition both stores use; the trimming rule
@@ -255,8 +266,9 @@ class RedisSessions:
         self.index = f"{state.prefix}sessions"
 
     def _keys(self, session_id: str) -> list[str]:
-        base = f"{self.state.prefix}s:{session_id}"
-        return [base, base + ":m", self.index]
+        # Two prefixes rather than a suffix: ids may contain ':', and `x:m` must never name the list of `x`.
+        prefix = self.state.prefix
+        return [f"{prefix}s:{session_id}", f"{prefix}m:{session_id}", self.index]
 
     async def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
         check_session_id(session_id)

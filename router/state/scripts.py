@@ -29,7 +29,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, owner, prefix = ARGV[1], ARGV[2], ARGV[8]
 local ttl = tonumber(ARGV[6])
 local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now - ttl)
-for _, sid in ipairs(dead) do redis.call('DEL', prefix .. 's:' .. sid, prefix .. 's:' .. sid .. ':m') end
+for _, sid in ipairs(dead) do redis.call('DEL', prefix .. 's:' .. sid, prefix .. 'm:' .. sid) end
 if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - ttl) end
 local found = redis.call('HGET', KEYS[1], 'owner')
 local evicted = 0
@@ -40,7 +40,7 @@ if found == false then
   local most = tonumber(ARGV[3])
   while n >= most do
     local old = redis.call('ZPOPMIN', KEYS[3])
-    redis.call('DEL', prefix .. 's:' .. old[1], prefix .. 's:' .. old[1] .. ':m')
+    redis.call('DEL', prefix .. 's:' .. old[1], prefix .. 'm:' .. old[1])
     n = n - 1
     evicted = evicted + 1
   end

@@ -118,13 +118,19 @@ class StateSync:
         async with asyncio.timeout(state.timeout * 4):
             breakers = await state.client.hgetall(self.breaker_key)
             healths = await state.client.hgetall(self.health_key)
+        # A stored record may be older than what this process saw alone while Redis was lost: take only
+        # what cannot be stale in a harmful way (an open period still running; a verdict for a tracker
+        # that has none yet). Live messages are always taken.
         for field, raw in breakers.items():
-            self.apply({"kind": "breaker", "upstream": _text(field), **msgspec.json.decode(raw)})
+            record = msgspec.json.decode(raw)
+            if record.get("state") == str(BreakerState.OPEN):
+                self.apply({"kind": "breaker", "upstream": _text(field), **record})
         for field, raw in healths.items():
             upstream, _, what = _text(field).partition(_SEP)
-            self.apply({"kind": "health", "upstream": upstream, "what": what, **msgspec.json.decode(raw)})
+            record = {"kind": "health", "upstream": upstream, "what": what, **msgspec.json.decode(raw)}
+            self.apply(record, only_initial=True)
 
-    def apply(self, message: dict[str, Any]) -> None:
+    def apply(self, message: dict[str, Any], only_initial: bool = False) -> None:
         """Adopt one transition of another process (own messages are ignored)."""
         if message.get("origin") == self.state.origin:
             return
@@ -134,7 +140,7 @@ class StateSync:
             if message.get("kind") == "breaker":
                 self._adopt_breaker(message, reason)
             elif message.get("kind") == "health":
-                self._adopt_health(message, reason)
+                self._adopt_health(message, reason, only_initial)
         except Exception:
             log.exception("could not adopt a shared transition: %r", message)
         finally:
@@ -151,11 +157,13 @@ class StateSync:
                 seen.add(id(breaker))
                 self.adopted += breaker.adopt(new, until, reason)
 
-    def _adopt_health(self, message: dict[str, Any], reason: str) -> None:
+    def _adopt_health(self, message: dict[str, Any], reason: str, only_initial: bool) -> None:
         new = HealthState(message["state"])
         seen: set[int] = set()
         for upstream, _, what, tracker in self.find():
             if tracker is None or id(tracker) in seen:
+                continue
+            if only_initial and tracker.state is not HealthState.INITIAL:
                 continue
             if upstream == message["upstream"] and (what or "") == message["what"]:
                 seen.add(id(tracker))
