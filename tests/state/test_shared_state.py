@@ -239,3 +239,13 @@ def test_status_readyz_and_metrics_show_the_shared_state(fleet: Fleet) -> None:
         assert httpx.get(router.url + "/status").json()["state"]["up"] is True
         assert httpx.get(router.url + "/readyz").json()["state"]["backend"] == "redis"
         assert 'router_state_backend_up{backend="redis"} 1.0' in httpx.get(router.url + "/metrics").text
+
+
+def test_session_ids_that_look_like_key_suffixes_stay_apart(fleet: Fleet) -> None:
+    one, two = fleet.routers
+    for session in ("col", "col:m", "col:m"):
+        reply = fleet.post(one, "/chat/m", {"messages": [user(session)], "session_id": session})
+        assert reply.status_code == 200, reply.text
+    assert fleet.post(two, "/chat/m", {"messages": [user("again")], "session_id": "col"}).status_code == 200
+    assert [m["content"] for m in fleet.chat.last_request.json["messages"]][::2] == ["col", "again"]
+    assert httpx.get(one.url + "/status").json()["state"]["up"] is True
