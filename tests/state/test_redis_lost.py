@@ -111,3 +111,50 @@ def test_a_password_from_the_environment_is_used_and_never_shown(
             assert password not in status.text and "[REDACTED]" in status.json()["state"]["url"]
     finally:
         redis.stop()
+
+
+def _pause_writes(redis: RedisServer, milliseconds: int) -> None:
+    """Make Redis hold every write for a while: a Redis that is there but too slow."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", redis.port), timeout=2) as conn:
+        conn.sendall(f"CLIENT PAUSE {milliseconds} WRITE\r\n".encode())
+        assert conn.recv(16).startswith(b"+OK")
+
+
+def test_a_turn_that_cannot_be_stored_is_not_passed_off_as_complete(
+    tmp_path: Path, redis_server: RedisServer, fake_openai: FakeOpenAI
+) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        shared_table(
+            redis_server.url,
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    fake_openai.reply_tokens = 10
+    fake_openai.chunk_delay = 0.05
+    served = ServeProcess(str(path))
+    with served as router, httpx.Client(base_url=router.url, headers=APP, timeout=10) as http:
+        body = {"messages": [user("kept")], "session_id": "p"}
+        assert http.post("/chat/local", json=body).status_code == 200
+        streamed = b""
+        body = {"messages": [user("lost")], "session_id": "p", "stream": True}
+        with http.stream("POST", "/chat/local", json=body) as answer:
+            assert answer.status_code == 200
+            for chunk in answer.iter_bytes():
+                if not streamed:
+                    _pause_writes(redis_server, 1500)  # Redis slower than state.timeout from here on
+                streamed += chunk
+        assert b"[DONE]" not in streamed and b"state_unavailable" in streamed
+        started = time.monotonic()
+        reply = http.post("/chat/local", json={"messages": [user("lost too")], "session_id": "p"})
+        assert reply.status_code == 503 and time.monotonic() - started < 1.0
+        time.sleep(1.6)  # the pause ends; the monitor finds Redis again
+        wait_for(lambda: http.get("/status").json()["state"]["up"], timeout=5)
+        fake_openai.chunk_delay = 0
+        reply = http.post("/chat/local", json={"messages": [user("next")], "session_id": "p"})
+        assert reply.status_code == 200
+        sent = [m["content"] for m in fake_openai.last_request.json["messages"] if m["role"] == "user"]
+        assert sent == ["kept", "next"]  # the turns that failed are not in the history
