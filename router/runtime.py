@@ -99,6 +99,8 @@ class Runtime:
         self.logs.configure(config.logging)  # first: a log file that cannot be opened refuses the table
         self.redactor.add(config_secrets(config))
         self.redactor.add(state_secrets(config))
+        if config.state != self.initial_config.state:
+            log.warning("state: a changed `state:` block takes effect at the next restart, not on reload")
         table = build_table(config, self.registry)
         self.sessions.configure(config.sessions)
         access = build_access(config, self.access)
