@@ -70,6 +70,7 @@ class RedisState(SharedState):
         self._last_error: str | None = None
         self._errors = 0
         self._resubscribe = asyncio.Event()
+        self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fallback: dict[tuple[bytes, int], TokenBucket] = {}  # per-process buckets while Redis is lost
         self.scripts = {
@@ -101,13 +102,18 @@ class RedisState(SharedState):
         self.spawn(self._monitor(), "state:monitor")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        # The Redis client may turn a cancellation into a connection error, so the loops also watch
+        # `closing`, and shutdown waits for them only so long: it must never hang on Redis.
+        self.closing = True
+        self._resubscribe.set()
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
         with contextlib.suppress(*_FAILURES):
-            await self.client.aclose()
+            async with asyncio.timeout(2):
+                await self.client.aclose()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """Run `coro` in the background, keeping a reference until it ends."""
@@ -116,7 +122,7 @@ class RedisState(SharedState):
         task.add_done_callback(self._tasks.discard)
 
     async def _monitor(self) -> None:
-        while True:
+        while not self.closing:
             await asyncio.sleep(self.settings.ping_interval)
             await self._ping()
 

@@ -88,9 +88,11 @@ class StateSync:
     async def listen(self, resubscribe: asyncio.Event) -> None:
         """Subscribe, read the stored states, then adopt every message; start again after a loss."""
         state = self.state
-        while True:
+        while not state.closing:
             if not state.up:
                 await resubscribe.wait()
+                if state.closing:
+                    return
             resubscribe.clear()
             pubsub = state.client.pubsub()
             try:
@@ -102,10 +104,12 @@ class StateSync:
                         ignore_subscribe_messages=True, timeout=state.settings.ping_interval
                     )
                     if message is not None and message.get("type") == "message":
-                        self.apply(msgspec.json.decode(message["data"]))
+                        self.apply(_decode(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if state.closing:
+                    return
                 state.lost(error)
                 await asyncio.sleep(state.settings.ping_interval)
             finally:
@@ -122,12 +126,12 @@ class StateSync:
         # what cannot be stale in a harmful way (an open period still running; a verdict for a tracker
         # that has none yet). Live messages are always taken.
         for field, raw in breakers.items():
-            record = msgspec.json.decode(raw)
+            record = _decode(raw)
             if record.get("state") == str(BreakerState.OPEN):
-                self.apply({"kind": "breaker", "upstream": _text(field), **record})
+                self.apply({**record, "kind": "breaker", "upstream": _text(field)})
         for field, raw in healths.items():
             upstream, _, what = _text(field).partition(_SEP)
-            record = {"kind": "health", "upstream": upstream, "what": what, **msgspec.json.decode(raw)}
+            record = {**_decode(raw), "kind": "health", "upstream": upstream, "what": what}
             self.apply(record, only_initial=True)
 
     def apply(self, message: dict[str, Any], only_initial: bool = False) -> None:
@@ -191,6 +195,16 @@ class StateSync:
             state.lost(error)
             return True
         return bool(held)
+
+
+def _decode(raw: bytes | str) -> dict[str, Any]:
+    """A stored or published record; anything else (a stranger on the channel) is an empty one."""
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        log.warning("shared state: ignored a record that is not JSON: %r", raw[:200])
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _text(value: bytes | str) -> str:

@@ -158,3 +158,32 @@ def test_a_turn_that_cannot_be_stored_is_not_passed_off_as_complete(
         assert reply.status_code == 200
         sent = [m["content"] for m in fake_openai.last_request.json["messages"] if m["role"] == "user"]
         assert sent == ["kept", "next"]  # the turns that failed are not in the history
+
+
+def test_shutdown_never_hangs_on_redis(
+    tmp_path: Path, redis_server: RedisServer, fake_openai: FakeOpenAI
+) -> None:
+    """Shut down right after start-up (here: the port is taken, so uvicorn gives up at once)."""
+    import socket
+    import subprocess
+    import sys
+
+    path = tmp_path / "routes.yaml"
+    path.write_text(
+        shared_table(
+            redis_server.url,
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+        )
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "router", "serve", "--config", str(path), "--port", port],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    assert done.returncode != 0 and b"address already in use" in done.stdout + done.stderr

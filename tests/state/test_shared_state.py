@@ -234,6 +234,19 @@ def test_two_simultaneous_turns_of_one_session_leave_a_consistent_history(fleet:
     assert {history[0]["content"], history[2]["content"]} == {"left", "right"}
 
 
+def test_a_stranger_on_the_channel_changes_nothing(fleet: Fleet) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", fleet.redis.port), timeout=2) as conn:
+        conn.sendall(b'PUBLISH router:transitions "not json"\r\nPUBLISH router:transitions "{}"\r\n')
+        time.sleep(0.1)
+        assert conn.recv(64).startswith(b":")
+    time.sleep(0.2)
+    for router in fleet.routers:
+        assert httpx.get(router.url + "/status").json()["state"]["up"] is True
+    assert fleet.post(fleet.routers[1], "/chat/m", {"messages": [user("still")]}).status_code == 200
+
+
 def test_status_readyz_and_metrics_show_the_shared_state(fleet: Fleet) -> None:
     for router in fleet.routers:
         assert httpx.get(router.url + "/status").json()["state"]["up"] is True
