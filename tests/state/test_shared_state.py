@@ -195,6 +195,53 @@ def test_health_transitions_are_seen_by_every_process(fleet: Fleet) -> None:
     assert states() == {"healthy"}
 
 
+def _first_health_event(
+    router: ServeProcess, found: dict[str, dict[str, Any]], ready: threading.Event
+) -> None:
+    import json
+
+    with (
+        httpx.Client(timeout=httpx.Timeout(8)) as client,
+        client.stream("GET", router.url + "/events") as events,
+    ):
+        kind = ""
+        for line in events.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+                if kind == "snapshot":
+                    continue
+            elif line.startswith("data: ") and kind == "snapshot":
+                ready.set()
+            elif line.startswith("data: ") and kind == "health":
+                event = json.loads(line.removeprefix("data: "))
+                if event["upstream"] == "probed" and event["new"] == "unhealthy":
+                    found[router.url] = event
+                    return
+
+
+def test_events_tell_every_process_of_a_transition(fleet: Fleet) -> None:
+    one, two = fleet.routers
+    found: dict[str, dict[str, Any]] = {}
+    ready = [threading.Event(), threading.Event()]
+    listeners = [
+        threading.Thread(target=_first_health_event, args=(router, found, flag), daemon=True)
+        for router, flag in zip(fleet.routers, ready, strict=True)
+    ]
+    for listener in listeners:
+        listener.start()
+    assert all(flag.wait(5) for flag in ready)
+    fleet.probed.probe_status = 500
+    try:
+        for listener in listeners:
+            listener.join(timeout=8)
+        assert set(found) == {one.url, two.url}, found
+        reasons = [event["reason"] for event in found.values()]
+        assert any(reason.startswith("shared by another router process") for reason in reasons)
+    finally:
+        fleet.probed.probe_status = None
+        wait_for(lambda: _replica(one, "/chat/probed")["health"]["state"] == "healthy", timeout=5)
+
+
 def test_probes_run_once_for_the_whole_fleet(fleet: Fleet) -> None:
     path = "/v1/models"
     before = fleet.probed.probe_count[path]
