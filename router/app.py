@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -190,8 +190,14 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
     return [chat_completions, list_models]
 
 
-def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
-    """Liveness and readiness for orchestrators."""
+def probe_handlers(
+    table: RouteTable, state_status: Callable[[], dict[str, Any]] | None = None
+) -> list[HTTPRouteHandler]:
+    """Liveness and readiness for orchestrators.
+
+    `state_status` adds the shared state's condition to /readyz as detail only: with Redis lost the router
+    still serves plain requests from local state, so it stays ready rather than drop out of the Service.
+    """
     ready = {
         "status": "ready",
         "routes": len(table.routes),
@@ -206,6 +212,8 @@ def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
 
     @get(READYZ_PATH, operation_id="readyz", tags=["ops"], summary="A route table is loaded and served")
     async def readyz() -> ASGIApp:
+        if state_status is not None:
+            return _json({**ready, "state": state_status()})
         return _json(ready)
 
     return [healthz, readyz]
@@ -218,6 +226,7 @@ def create_app(
     *,
     redact: Redact,
     resolvers: dict[str, Resolve] | None = None,
+    state_status: Callable[[], dict[str, Any]] | None = None,
 ) -> Litestar:
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
 
@@ -235,7 +244,7 @@ def create_app(
     resolvers = resolvers or chat_resolvers(table)
     handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])
-    handlers += probe_handlers(table)
+    handlers += probe_handlers(table, state_status)
     handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(

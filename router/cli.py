@@ -34,6 +34,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = _load_or_exit(args.config)
     refusal = bind_refusal(config, args.host or config.server.host)
+    if not refusal:
+        from router.state import multi_process_refusal
+
+        refusal = multi_process_refusal(config, args.workers or config.server.workers)
     if refusal:
         print(refusal, file=sys.stderr)
         return 1

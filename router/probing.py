@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from router.errors import RouterError
@@ -47,9 +48,14 @@ def _max_age(tracker: HealthTracker) -> float:
     return min(policy.interval, policy.recovery_interval) / 2
 
 
-async def _loop(key: HealthKey, tracker: HealthTracker) -> None:
+ProbeGate = Callable[[HealthKey, HealthTracker], Awaitable[bool]]
+"""gate(key, tracker): whether this process runs this probe now (shared state: one prober per question)."""
+
+
+async def _loop(key: HealthKey, tracker: HealthTracker, gate: ProbeGate | None = None) -> None:
     while True:
-        await probe_once(key, tracker)
+        if gate is None or await gate(key, tracker):
+            await probe_once(key, tracker)
         await asyncio.sleep(tracker.next_delay())
 
 
@@ -58,6 +64,7 @@ class Prober:
 
     def __init__(self) -> None:
         self._tasks: dict[int, tuple[asyncio.Task[None], HealthKey, HealthTracker]] = {}
+        self.gate: ProbeGate | None = None  # set by shared state: probe only where the fleet's lease is held
 
     def sync(self, checks: list[tuple[HealthKey, HealthTracker]]) -> None:
         """Run exactly one loop per current health question."""
@@ -69,7 +76,8 @@ class Prober:
         for ident, (key, tracker) in wanted.items():
             if ident not in self._tasks:
                 task = asyncio.get_running_loop().create_task(
-                    _loop(key, tracker), name=f"probe:{key.upstream.name}:{key.model or key.endpoint}"
+                    _loop(key, tracker, self.gate),
+                    name=f"probe:{key.upstream.name}:{key.model or key.endpoint}",
                 )
                 self._tasks[ident] = (task, key, tracker)
 

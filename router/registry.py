@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from router.config.models import HealthCheckPolicy, UpstreamConfig
 from router.events import EventBus
@@ -36,6 +37,18 @@ from router.policies import (
 )
 from router.upstreams import build_adapter
 from router.upstreams.base import UpstreamAdapter
+
+
+class TransitionSink(Protocol):
+    """Who else hears of breaker and health transitions: the shared state (`router.state.sync`), which
+    tells the other processes. A narrow interface, so the registry knows nothing of how it is shared."""
+
+    def breaker_changed(self, upstream: str, new: BreakerState, breaker: CircuitBreaker, reason: str) -> None:
+        """A breaker of this process changed state."""
+
+    def health_changed(self, upstream: str, what: str | None, new: HealthState, reason: str) -> None:
+        """A health verdict of this process changed (`what`: the model or endpoint probed)."""
+
 
 _TIMER_SLACK = 0.005  # event-loop timers may fire a hair early; look just after the open period ends
 
@@ -218,6 +231,7 @@ class Registry:
         self.pools: dict[Hashable, Pool] = {}
         self.upstreams: dict[UpstreamKey, UpstreamState] = {}
         self.checks: dict[Hashable, HealthCheck] = {}
+        self.sync: TransitionSink | None = None  # shares transitions with other processes (router.state)
 
     def plan(self) -> RegistryPlan:
         """A fresh plan for the next table version."""
@@ -297,6 +311,8 @@ class Registry:
             )
             if new is BreakerState.OPEN:
                 _wake_when_open_ends(state.breaker)
+            if self.sync is not None:
+                self.sync.breaker_changed(state.name, new, state.breaker, reason)
 
         return on_transition
 
@@ -318,6 +334,8 @@ class Registry:
                 new=str(new),
                 reason=reason,
             )
+            if self.sync is not None:
+                self.sync.health_changed(upstream.name, key.model or key.endpoint, new, reason)
             if old is HealthState.UNHEALTHY and new is HealthState.HEALTHY:
                 upstream.breaker.end_open_period(f"active health check passed again ({reason})")
 

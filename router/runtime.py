@@ -39,6 +39,8 @@ from router.registry import Registry, RegistryPlan
 from router.reload import Reloader, ReloadResult
 from router.security import Access, Redactor, build_access, config_secrets
 from router.sessions import SessionStore
+from router.state import build_state, register_state_metrics, state_secrets
+from router.state.sync import replica_finder
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -84,6 +86,10 @@ class Runtime:
         self.prober = Prober()
         # One store for the process: conversations outlive reloads, each config only sets the limits.
         self.sessions = SessionStore(config.sessions)
+        # Sessions, rate limits, breaker and health shared with other processes (or not): `state:`.
+        self.state = build_state(config.state)
+        self.shared_sessions = self.state.sessions(self.sessions)
+        register_state_metrics(self.metrics.registry, self.state)
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -116,6 +122,10 @@ class Runtime:
     def probe_loops(self) -> list[dict[str, Any]]:
         """The probe loops running now."""
         return self.prober.loops()
+
+    def state_status(self) -> dict[str, Any]:
+        """Whether the shared state backend is reachable, and what it shares."""
+        return self.state.status()
 
     def reload_finished(self, trigger: str, path: Path, result: ReloadResult) -> None:
         """Remember how a reload went (for /status and metrics) and publish it when it did something."""
@@ -154,6 +164,8 @@ class Runtime:
     def prepare(self, config: RouterConfig) -> Prepared:
         """Build everything `config` needs without changing anything that serves (safe in a thread)."""
         _check_log_file(config.logging, self.logs.settings)  # a log file that cannot be opened refuses it
+        if config.state != self.initial_config.state:
+            log.warning("state: a changed `state:` block takes effect at the next restart, not on reload")
         plan = self.registry.plan()
         table = build_table(config, plan)
         access = build_access(config, self.access)
@@ -161,18 +173,21 @@ class Runtime:
             registry=self.registry,
             observer=self.observer,
             access=access,
-            sessions=self.sessions if config.sessions.enabled else None,
+            sessions=self.shared_sessions if config.sessions.enabled else None,
             redact=self.redactor,
+            admit=self.state.admission(access),
         )
         reload = self.reloader.reload if self.reloader is not None else None
         extra = [
             *status_handlers(self, access),
             *admin_handlers(reload, self.redactor.value, access),
             *metrics_handlers(self.metrics, access),
-            *session_handlers(self.sessions, access),
+            *session_handlers(self.shared_sessions, access),
         ]
         resolvers = chat_resolvers(table)
-        app = create_app(table, services, extra, redact=self.redactor, resolvers=resolvers)
+        app = create_app(
+            table, services, extra, redact=self.redactor, resolvers=resolvers, state_status=self.state.status
+        )
         fast = None
         if not config.server.cors_allowed_origins:  # CORS headers are the app's job: let it see every request
             fast = ChatFastPath(resolvers, services, config.server.max_body_bytes, self.redactor)
@@ -196,11 +211,12 @@ class Runtime:
         config = prepared.config
         steps = (
             ("registry", lambda: self.registry.commit(prepared.plan)),
-            ("secrets", lambda: self.redactor.add(config_secrets(config))),
+            ("secrets", lambda: self.redactor.add(config_secrets(config) | state_secrets(config))),
             ("logging", lambda: self.logs.configure(config.logging)),
             ("sessions", lambda: self.sessions.configure(config.sessions)),
             ("metrics", lambda: self.metrics.prepare(prepared.table)),
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
+            ("shared state", self.state.table_changed),
         )
         for name, step in steps:
             try:
@@ -210,6 +226,8 @@ class Runtime:
 
     async def startup(self) -> None:
         """Open pools, start probing for the initial table, and watch the file for changes."""
+        await self.state.start()
+        self.state.attach(self.registry, self.prober, replica_finder(lambda: self.current))
         table = self._install(self.prepare(self.initial_config)).table
         config = table.config
         log.info(
@@ -228,6 +246,7 @@ class Runtime:
             await self.reloader.stop()
         await self.prober.stop()
         await self.registry.close()
+        await self.state.close()
         self.logs.close()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

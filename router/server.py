@@ -14,6 +14,7 @@ from router.config import RouterConfig, load_config
 from router.runtime import Runtime
 from router.security import unauthenticated_warning
 from router.security.limits import MAX_HEADER_BYTES, BoundedHttpToolsProtocol, ClientLimits
+from router.state import multi_process_refusal
 
 log = logging.getLogger("router.server")
 
@@ -112,6 +113,9 @@ def serve(
     host = host or config.server.host
     port = port or config.server.port
     workers = workers or config.server.workers
+    refusal = multi_process_refusal(config, workers)
+    if refusal:  # `router serve` says so before it gets here; this guards callers of serve() itself
+        raise SystemExit(refusal)
     warning = unauthenticated_warning(config, host)
     if workers > 1 and config_path is not None:
         os.environ[_CONFIG_ENV] = os.path.abspath(config_path)

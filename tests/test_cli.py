@@ -87,6 +87,7 @@ def test_serve_with_workers_runs_several_processes_on_one_port(
         table(
             {"local": {"type": "openai", "base_url": fake_openai.base_url}},
             [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+            sessions={"enabled": False},  # several processes cannot share in-memory sessions
         )
     )
     with ServeProcess(str(config), "--workers", "2") as served:

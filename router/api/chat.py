@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from litestar.response.base import ASGIResponse
 
-from router.api.exchange import Exchange, Sessions, Turn
+from router.api.exchange import Exchange, Sessions, Turn, TurnSavingStream
 from router.api.middleware import request_id_of
 from router.dispatch import dispatch
 from router.errors import Redact, RouterError
@@ -43,6 +43,7 @@ class ChatServices:
     access: Access
     redact: Redact  # masks known secrets in the error events of streams (`Redactor()` masks nothing)
     sessions: Sessions | None = None
+    admit: Callable[[str | None], Awaitable[None]] | None = None  # shared rate limits (router.state)
 
 
 Resolve = Callable[[ChatRequest], Route]
@@ -69,12 +70,15 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
         route = resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
         services.access.authorize(record.principal, route.path)
+        if services.admit is not None:
+            await services.admit(record.principal)
         sessions = services.sessions
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
             session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
             if session_id:
                 sent = body["messages"]
-                body = {**body, "messages": [*sessions.history(session_id, record.principal), *sent]}
+                past = await sessions.history(session_id, record.principal)
+                body = {**body, "messages": [*past, *sent]}
                 exchange.turn = Turn(sessions, session_id, record.principal, sent)
         return await answer(route, parsed, body, exchange, services)
     except RouterError as error:
@@ -119,12 +123,17 @@ async def answer(
         )
         record.first_token_at = time.perf_counter()
         headers = exchange.serve(lease, stream.stats)
+        if exchange.turn is not None:
+            stream = TurnSavingStream(stream, exchange)
         return SSEResponse(stream, first, lease.route.config.policy, exchange.end, headers, services.redact)
     (data, stats), lease = await dispatch(
         route, request, body, record.request_id, registry, _complete, record, allowed, collect
     )
     headers = exchange.serve(lease, stats)
-    exchange.upstream_done(None)
+    try:
+        await exchange.save_turn()
+    finally:
+        exchange.upstream_done(None)
     return WholeAnswer(data, headers, exchange)
 
 

@@ -16,21 +16,30 @@ logging and metrics never run on the client's clock.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Protocol
 
 from router.dispatch import Lease
+from router.echo import shown
 from router.observability import Observer, RequestRecord
-from router.upstreams.base import AnswerStats
+from router.upstreams.base import AnswerStats, EventStream
+
+log = logging.getLogger("router.sessions")
 
 
 class Sessions(Protocol):
-    """Server-side conversations (see `router.sessions`): history in, the finished turn out."""
+    """Server-side conversations (see `router.sessions`, `router.state`): history in, the finished turn out.
 
-    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+    Awaited, because the store may be shared between processes (Redis): a RouterError (503) then says the
+    shared store cannot be reached, and the turn is refused rather than answered without its history.
+    """
+
+    async def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
         """The stored messages of a session (empty for a new one); RouterError if not the owner's."""
         ...
 
-    def record_turn(
+    async def record_turn(
         self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
     ) -> None:
         """Append what the client sent and what the model answered (partially, when interrupted)."""
@@ -48,10 +57,25 @@ class Turn:
         self.owner = owner
         self.sent = sent
 
-    def record(self, stats: AnswerStats, interrupted: bool) -> None:
+    async def save(self, stats: AnswerStats, interrupted: bool = False) -> None:
         """Store the turn with the answer's text (the part that arrived, when interrupted)."""
         answer = "".join(stats.text or ())
-        self.sessions.record_turn(self.session_id, self.owner, self.sent, answer, interrupted)
+        await self.sessions.record_turn(self.session_id, self.owner, self.sent, answer, interrupted)
+
+    def save_later(self, stats: AnswerStats, interrupted: bool) -> None:
+        """Store the turn in the background (an answer that did not end cleanly: nobody waits for it)."""
+        task = asyncio.get_running_loop().create_task(self._save_logged(stats, interrupted))
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+    async def _save_logged(self, stats: AnswerStats, interrupted: bool) -> None:
+        try:
+            await self.save(stats, interrupted)
+        except Exception as error:
+            log.warning("session %s: turn not recorded: %s", shown(self.session_id), error)
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()  # turns being stored in the background (kept from collection)
 
 
 class Exchange:
@@ -74,6 +98,16 @@ class Exchange:
         record.upstream, record.route = lease.upstream_name, lease.route.path
         return {"X-Router-Route": lease.route.path, "X-Router-Upstream": lease.upstream_name}
 
+    async def save_turn(self) -> None:
+        """Store the session turn of an answer that completed, before its end reaches the client.
+
+        The client's next turn, on any process, then finds it; a store that cannot be reached fails this
+        answer (503, or the stream's error event) rather than silently forking the conversation.
+        """
+        turn, self.turn = self.turn, None
+        if turn is not None and self.stats is not None:
+            await turn.save(self.stats)
+
     def upstream_done(self, outcome: BaseException | None) -> None:
         """The upstream's part is over: free the lease (the breaker learns the outcome), store the turn."""
         lease, self.lease = self.lease, None
@@ -84,8 +118,9 @@ class Exchange:
         if stats is not None:
             record = self.record
             record.prompt_tokens, record.completion_tokens = stats.prompt_tokens, stats.completion_tokens
-            if self.turn is not None:
-                self.turn.record(stats, interrupted=outcome is not None)
+            turn, self.turn = self.turn, None
+            if turn is not None:  # not stored yet: the answer did not complete (see `save_turn`)
+                turn.save_later(stats, interrupted=outcome is not None)
 
     def end(self, outcome: BaseException | None, status: int = 200) -> None:
         """The request is over (`outcome` None: answered in full); only the first call counts."""
@@ -95,3 +130,21 @@ class Exchange:
         self.upstream_done(outcome)
         self.record.close(status, outcome)
         self.observer.request_finished(self.record)
+
+
+class TurnSavingStream(EventStream):
+    """A stream whose clean end first stores the session turn, so its end marker means "saved" too."""
+
+    def __init__(self, inner: EventStream, exchange: Exchange) -> None:
+        self.inner, self.exchange, self.stats = inner, exchange, inner.stats
+
+    async def read(self) -> list[bytes] | None:
+        """The inner stream's next batch; at its clean end, the turn is stored first."""
+        batch = await self.inner.read()
+        if batch is None:
+            await self.exchange.save_turn()
+        return batch
+
+    def close(self) -> None:
+        """Close the inner stream."""
+        self.inner.close()

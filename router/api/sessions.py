@@ -12,11 +12,13 @@ from litestar import Request, delete
 from litestar.handlers import HTTPRouteHandler
 
 from router.security import Access
-from router.sessions import SessionStore, not_found
+from router.sessions import not_found
+from router.state.backend import SessionBackend
 
 
-def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandler]:
-    """The session endpoints over the runtime's one store, authenticated by this table's policy."""
+def session_handlers(store: SessionBackend, access: Access) -> list[HTTPRouteHandler]:
+    """The session endpoints over the runtime's one store (in memory or shared), authenticated by this
+    table's policy."""
 
     @delete(
         "/sessions/{session_id:str}",
@@ -29,7 +31,7 @@ def session_handlers(store: SessionStore, access: Access) -> list[HTTPRouteHandl
         # Read from the request rather than injected: works the same on every supported Litestar version.
         session_id: str = request.path_params["session_id"]
         principal = access.authenticate(request.scope["headers"])
-        if not store.delete(session_id, principal):
+        if not await store.delete(session_id, principal):
             raise not_found(session_id)
 
     return [delete_session]

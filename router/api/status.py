@@ -49,6 +49,9 @@ class StatusSource(Protocol):
     def probe_loops(self) -> list[dict[str, Any]]:
         """The probe loops running now."""
 
+    def state_status(self) -> dict[str, Any]:
+        """Whether the shared state backend (`state:`) is reachable, and what it shares."""
+
     @property
     def redactor(self) -> Redactor:
         """Masks every known secret: the documents quote text upstreams wrote."""
@@ -129,6 +132,7 @@ def _snapshot(source: StatusSource) -> dict[str, Any]:
         "started_at": source.started_at,
         "routes": [route_status(r) for r in table.routes],
         "sessions": source.session_counts(),
+        "state": source.state_status(),
     }
 
 

@@ -25,6 +25,7 @@ from router.config.models import (
     RouterConfig,
     ServerSettings,
     SessionSettings,
+    StateSettings,
     UpstreamConfig,
 )
 from router.config.problems import ConfigError, JsonPath, Problem
@@ -44,6 +45,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
     data = doc.data
     server = _make(ServerSettings, data.get("server", {}), lambda loc: ("server", *loc), doc, problems)
     sessions = _make(SessionSettings, data.get("sessions", {}), lambda loc: ("sessions", *loc), doc, problems)
+    state = _make(StateSettings, data.get("state", {}), _under(("state",)), doc, problems)
     auth = _make(AuthSettings, data.get("auth", {}), _under(("auth",)), doc, problems)
     logging = _make(LoggingSettings, data.get("logging", {}), _under(("logging",)), doc, problems)
     problems += auth_problems(doc)
@@ -63,7 +65,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
         )
         if route is not None:
             routes.append(route)
-    if problems or server is None or sessions is None or auth is None or logging is None:
+    if problems or server is None or sessions is None or auth is None or logging is None or state is None:
         raise ConfigError(problems)
     try:
         return RouterConfig(
@@ -72,6 +74,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
             auth=auth,
             logging=logging,
             sessions=sessions,
+            state=state,
             upstreams=upstreams,
             routes=tuple(routes),
             source=doc.file,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class FrozenModel(BaseModel):
@@ -177,6 +177,31 @@ class LoggingSettings(FrozenModel):
     file: str | None = None  # append to this file instead of standard error
 
 
+class StateSettings(FrozenModel):
+    """Where state that several processes must agree on lives: sessions, rate limits, breakers, health.
+
+    `memory` keeps it in each process (one process is then the only safe deployment for sessions and rate
+    limits); `redis` shares it between every worker of every replica. Changing it needs a restart.
+    """
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: SecretStr | None = None  # redis:// or rediss://; a password comes from ${VAR} inside the URL
+    key_prefix: str = Field(default="router:", min_length=1, max_length=64)
+    timeout: float = Field(default=0.25, gt=0, le=10)  # every Redis call; beyond it Redis counts as lost
+    connect_timeout: float = Field(default=1.0, gt=0, le=30)
+    max_connections: int = Field(default=64, ge=1, le=10_000)  # the pool of one process
+    ping_interval: float = Field(default=0.5, gt=0, le=60)  # how often a lost Redis is tried again
+    tls_ca_file: str | None = None  # rediss://: a private CA to verify the server with
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> StateSettings:
+        if self.backend == "redis" and self.url is None:
+            raise ValueError(
+                "state.backend redis needs state.url, e.g. redis://:${REDIS_PASSWORD}@redis:6379/0"
+            )
+        return self
+
+
 class RouterConfig(FrozenModel):
     """A whole validated table, with where it came from so /status and reloads can name its version."""
 
@@ -185,6 +210,7 @@ class RouterConfig(FrozenModel):
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
     sessions: SessionSettings = SessionSettings()
+    state: StateSettings = StateSettings()
     upstreams: Mapping[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...]
     source: str = "<memory>"

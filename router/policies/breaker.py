@@ -183,6 +183,29 @@ class CircuitBreaker:
         self._transition(_HALF_OPEN, reason)
         return True
 
+    def adopt(self, state: BreakerState, until: float | None, reason: str) -> bool:
+        """Take on a state another router process reached (shared state); True if anything changed.
+
+        `open` until `until` (this breaker's clock) opens it, or lengthens an open period that would end
+        sooner; `closed` closes it. `half_open` is not adopted: each process turns half_open by itself
+        when the shared open period ends. Permits already out become stale, as on any transition.
+        """
+        if state is _OPEN:
+            now = self._clock()
+            if until is None or until <= now or (self._state is _OPEN and self._open_until >= until):
+                return False
+            self._open_until = until
+            if self._state is _OPEN:
+                return True
+            self._opened_at = now
+            self._transition(_OPEN, reason)
+            return True
+        if state is _CLOSED and self._state is not _CLOSED:
+            self._failures = 0
+            self._transition(_CLOSED, reason)
+            return True
+        return False
+
     def reset(self, reason: str = "reset") -> None:
         """Force closed (admin action). Permits already out become stale."""
         self._failures = 0

@@ -100,6 +100,18 @@ class HealthTracker:
                 detail = f": {error}" if error else ""
                 self._transition(HealthState.UNHEALTHY, f"{self._failures} consecutive probes failed{detail}")
 
+    def adopt(self, state: HealthState, reason: str) -> bool:
+        """Take on a verdict another router process reached (shared state); True if it changed anything.
+
+        The streaks restart: the next local probe, if this process probes, counts from the new state.
+        """
+        if state is self._state or state is HealthState.INITIAL:
+            return False
+        self._successes = self._failures = 0
+        self._last_probe_at = self._clock()
+        self._transition(state, reason)
+        return True
+
     def next_delay(self) -> float:
         """Seconds until the next probe: interval (recovery_interval while unhealthy) +- jitter fraction."""
         policy = self.policy

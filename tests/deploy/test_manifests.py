@@ -51,10 +51,18 @@ def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Obj]]:
     return request.param, render(TARGETS[request.param])
 
 
+SHARED_STATE = "shared-state"  # the component label of the Redis that multi-replica overlays add
+
+
 def only(objects: list[Obj], kind: str) -> Obj:
-    found = [o for o in objects if o["kind"] == kind]
+    """The one router object of `kind` (the shared-state Redis's own objects are not the router's)."""
+    found = [o for o in objects if o["kind"] == kind and not _is_shared_state(o)]
     assert len(found) == 1, f"expected one {kind}, rendered {len(found)}"
     return found[0]
+
+
+def _is_shared_state(obj: Obj) -> bool:
+    return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == SHARED_STATE
 
 
 def router_container(objects: list[Obj]) -> Obj:
@@ -199,3 +207,30 @@ def test_committed_tables_may_listen_beyond_loopback(target: str) -> None:
     from router.security import bind_refusal
 
     assert bind_refusal(load_config(TARGETS[target] / ROUTES_KEY), "0.0.0.0") is None
+
+
+def test_several_replicas_share_their_state_in_redis(rendered: tuple[str, list[Obj]]) -> None:
+    """A table served by more than one pod must not keep sessions and rate limits per pod."""
+    from router.config import load_config_text
+
+    name, objects = rendered
+    replicas = only(objects, "Deployment")["spec"].get("replicas", 1)
+    table = load_config_text(only(objects, "ConfigMap")["data"][ROUTES_KEY], f"{name}/{ROUTES_KEY}")
+    if replicas <= 1:
+        return
+    assert table.state.backend == "redis", f"{name}: {replicas} replicas with state.backend memory"
+    assert table.state.url is not None
+    host = table.state.url.get_secret_value().rpartition("@")[2].partition(":")[0]
+    services = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+    assert host in services, f"{name}: state.url points at {host}, not at a Service of this deployment"
+    env = {e["name"]: e for e in router_container(objects).get("env", [])}
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "router-redis"
+    redis = next(o for o in objects if o["kind"] == "Deployment" and _is_shared_state(o))
+    assert redis["spec"]["replicas"] == 1 and redis["spec"]["strategy"]["type"] == "Recreate"
+    container = redis["spec"]["template"]["spec"]["containers"][0]
+    assert "--requirepass" in container["args"] and container["securityContext"]["readOnlyRootFilesystem"]
+
+
+def test_the_example_overlay_has_several_replicas() -> None:
+    """Keeps the check above meaningful: the example is the multi-replica deployment."""
+    assert only(render(TARGETS["example"]), "Deployment")["spec"]["replicas"] > 1

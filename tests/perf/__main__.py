@@ -557,6 +557,31 @@ def report(r: dict[str, Any], header: str) -> str:
         met = h["held"] >= HOLD_STREAMS and not h["dropped"] and h["rss_peak"] < 300
         target = f"{HOLD_STREAMS:,} held, none dropped, < 300 MB"
         rows.append((label, "-", "-", figures, "-", *blank, "", target, verdict(met)))
+    shared = r.get("router_redis", {})
+    if "ns50" in shared:
+        rps, memory_rps = shared["ns50"]["rps"], r["router"]["ns50"]["rps"]
+        label = "router on Redis (state.backend: redis), 50 clients: req/s (memory)"
+        figures = f"{rps:,.0f} ({memory_rps:,.0f})"
+        rows.append((label, "-", "-", figures, "-", *blank, "", ">= 3,500", verdict(rps >= 3500)))
+        p50, memory_p50 = shared["ns1"]["p50"], r["router"]["ns1"]["p50"]
+        label = "router on Redis, 1 client: p50 ms (memory)"
+        figures = f"{ms(p50)} ({ms(memory_p50)})"
+        more = p50 - memory_p50
+        rows.append(
+            (
+                label,
+                "-",
+                "-",
+                figures,
+                "-",
+                *blank,
+                f"{more:+.3f} ms",
+                "<= 0.2 ms over memory",
+                verdict(more <= 0.2),
+            )
+        )
+    elif "error" in shared:
+        rows.append(("router on Redis", "-", "-", shared["error"], "-", *blank, "", "", ""))
     on, off = r["probing_on"], r["probing_off"]
     label = f"idle router, {PROBED_ROUTES} routes: % of a core, probing off / every 1 s"
     figures = f"{off:.2f} / {on:.2f}"
@@ -616,6 +641,27 @@ def machine_header(command: str) -> str:
 # ---------------------------------------------------------------------------------------------- main
 
 
+def redis_run(r: dict[str, Any], procs: Processes, tmp: Path, nginx_port: int, sse_port: int) -> None:
+    """The same router and table with `state.backend: redis` (a local redis-server beside wrk), so every
+    keyed request takes its rate-limit token in Redis: non-streaming at 1 and 50 clients, next to memory."""
+    if shutil.which("redis-server") is None:
+        r["router_redis"] = {"error": "no redis-server (apt-get install redis-server)"}
+        return
+    print("router on Redis (state.backend: redis) ...", flush=True)
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    redis = procs.start("redis", argv, LOADGEN_CPU)
+    config = main_config(nginx_port, sse_port, tmp / "requests-redis.log")
+    config["state"] = {"backend": "redis", "url": f"redis://127.0.0.1:{port}/0"}
+    proc, router = start_router(procs, tmp, "router-redis", config)
+    wait_for("route bench healthy", lambda: route_state(router, "bench") == ("healthy", "closed"), procs)
+    url = f"{router}/v1/chat/completions"
+    wrk(url, 50, seconds=2)  # warm-up
+    r["router_redis"] = {f"ns{c}": wrk(url, c) for c in (1, 50)}
+    procs.stop(proc)
+    procs.stop(redis)
+
+
 def run(procs: Processes, tmp: Path, with_profile: bool, hold: bool, litellm_skip: str) -> dict[str, Any]:
     r: dict[str, Any] = {"direct": {}, "router": {}, "nginx": {}, "litellm": {}}
     nginx_port, sse_port = free_port(), free_port()
@@ -673,6 +719,7 @@ def run(procs: Processes, tmp: Path, with_profile: bool, hold: bool, litellm_ski
         for name in ("nonstream", "stream"):
             shutil.copy(tmp / f"{name}.txt", f"/tmp/router-perf-profile-{name}.txt")
     procs.stop(router_proc)
+    redis_run(r, procs, tmp, nginx_port, sse_port)
 
     print("nginx reverse proxy ...", flush=True)
     proxy_port, proxy_stream_port = free_port(), free_port()

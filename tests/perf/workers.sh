@@ -28,6 +28,7 @@ cat >"$dir/routes.yaml" <<YAML
 version: 1
 upstreams: {ng: {type: openai, base_url: "http://127.0.0.1:$upstream/v1"}}
 routes: [{path: /chat/m, model: m, upstream: ng}]
+sessions: {enabled: false}  # several workers cannot share in-memory sessions
 YAML
 cat >"$dir/post.lua" <<'LUA'
 wrk.method = "POST"

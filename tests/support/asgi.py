@@ -37,10 +37,10 @@ class Turns:
     def __init__(self) -> None:
         self.turns: list[tuple[str, str, bool]] = []
 
-    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+    async def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
         return []
 
-    def record_turn(
+    async def record_turn(
         self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
     ) -> None:
         self.turns.append((session_id, answer, interrupted))
