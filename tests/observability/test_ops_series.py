@@ -118,7 +118,8 @@ def test_quantile_interpolates_like_histogram_quantile() -> None:
 def test_sampling_reads_the_registry_and_keeps_a_bounded_history() -> None:
     registry = CollectorRegistry(auto_describe=False)
     requests = Counter("router_requests", "", ["route", "status", "outcome"], registry=registry)
-    duration = Histogram("router_request_duration_seconds", "", ["route"], buckets=(0.1, 1.0), registry=registry)
+    name = "router_request_duration_seconds"
+    duration = Histogram(name, "", ["route"], buckets=(0.1, 1.0), registry=registry)
     tokens = Counter("router_completion_tokens", "", ["route"], registry=registry)
     series = OpsSeries(registry, lambda: ["/a"], history=3)
     series.sample()
