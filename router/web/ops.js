@@ -26,6 +26,8 @@ const ui = {
   routes: $("routes").tBodies[0],
   usage: $("usage").tBodies[0],
   usageNote: $("usage-note"),
+  usageDetails: $("usage-details"),
+  usageRaw: $("usage-raw"),
   reloads: $("reloads"),
   reloadsEmpty: $("reloads-empty"),
 };
@@ -169,7 +171,7 @@ function drawChart(id, series, columns, axisLabel) {
   const options = {
     width: Math.max(container.clientWidth, 280),
     height: CHART_HEIGHT,
-    scales: { x: { time: true }, y: { range: (_, min, max) => [0, Math.max(max, 1e-3) * 1.1] } },
+    scales: { x: { time: true }, y: { range: (_, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
     axes: [{}, { label: axisLabel, size: 60 }],
     series: [{ label: "time" }, ...specs],
     legend: { live: true },
@@ -219,10 +221,14 @@ function renderUsage(series) {
   }
   ui.usage.replaceChildren(...rows);
   const notes = [];
-  if (!keys.length) notes.push("No per-key token figures yet (they need token accounting per key in /metrics).");
-  if (state.usage === null) notes.push("This router has no GET /usage: the figures above come from its metrics.");
-  else if (state.usage) notes.push(`GET /usage answers too (${Object.keys(state.usage).join(", ")}).`);
+  if (!keys.length) {
+    notes.push("No per-key figures yet: they come from the router's metrics (tokens per key, quotas) once it counts them.");
+  }
+  if (state.usage === null) notes.push("This router has no GET /usage.");
   ui.usageNote.textContent = notes.join(" ");
+  // The usage endpoint's own document (per key and route, today and recent days), as it answers.
+  ui.usageDetails.hidden = !state.usage;
+  if (state.usage) ui.usageRaw.textContent = JSON.stringify(state.usage, null, 2);
 }
 
 async function refreshUsage() {
