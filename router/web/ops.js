@@ -13,6 +13,7 @@ const SERIES_EVERY_MS = 1000;
 const STATUS_EVERY_MS = 2000;
 const USAGE_EVERY_MS = 10000;
 const CHART_HEIGHT = 220;
+const MIN_WINDOW_S = 60;
 const COLOURS = ["#2456d3", "#1f8a4c", "#c53030", "#b7791f", "#7b3fc4", "#0f8a8a", "#d35a24", "#5d6677"];
 
 const $ = (id) => document.getElementById(id);
@@ -171,7 +172,11 @@ function drawChart(id, series, columns, axisLabel) {
   const options = {
     width: Math.max(container.clientWidth, 280),
     height: CHART_HEIGHT,
-    scales: { x: { time: true }, y: { range: (_, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+    scales: {
+      // At least a minute wide, so the first samples do not stretch over an axis of years.
+      x: { time: true, range: (_, min, max) => [min, Math.max(max, min + MIN_WINDOW_S)] },
+      y: { range: (_, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+    },
     axes: [{}, { label: axisLabel, size: 60 }],
     series: [{ label: "time" }, ...specs],
     legend: { live: true },

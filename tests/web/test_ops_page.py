@@ -218,3 +218,37 @@ def test_the_page_asks_for_the_admin_key_and_uses_the_stored_one(
     again.wait_for_selector('tr[data-route="/chat/local"]')
     assert again.locator("#notice").is_hidden()
     assert [e for e in real_errors(page) if "401" not in e] == [], page.errors
+
+
+def test_token_use_per_key_against_its_quota(ops_router: RunningRouter, open_ops: Callable[..., Any]) -> None:
+    """Per-key figures come from the agreed metric names (router_tokens_total{key}, router_quota_used and
+    router_quota_limit{key,quota}); a collector adds them here as token accounting would. (A collector
+    without `describe` is not checked for duplicate names, so this keeps working once the router
+    registers these metrics itself: its series are at zero in this test.)"""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+
+    class Accounting(Collector):
+        def collect(self) -> Iterator[Metric]:
+            tokens = CounterMetricFamily("router_tokens", "", labels=["route", "key", "type"])
+            tokens.add_metric(["/chat/qwen3", "team-a", "prompt"], 1200)
+            tokens.add_metric(["/chat/qwen3", "team-a", "completion"], 300)
+            tokens.add_metric(["/chat/local", "team-b", "completion"], 40)
+            used = GaugeMetricFamily("router_quota_used", "", labels=["key", "quota"])
+            used.add_metric(["team-a", "tokens_per_day"], 95_000)
+            limit = GaugeMetricFamily("router_quota_limit", "", labels=["key", "quota"])
+            limit.add_metric(["team-a", "tokens_per_day"], 100_000)
+            yield from (tokens, used, limit)
+
+    ops_router.runtime.metrics.registry.register(Accounting())
+    page = open_ops(ops_router)
+    page.wait_for_selector('#usage tr[data-key="team-a"]')
+    wait_for(lambda: page.locator('#usage tr[data-key="team-b"]').count() == 1, 5)
+    team_a = page.locator('#usage tr[data-key="team-a"] td').all_inner_texts()
+    assert team_a[0] == "1,500", "prompt and completion tokens of every route"
+    assert "95,000 / 100,000 tokens_per_day" in team_a[1] and "95%" in team_a[2], team_a
+    assert page.locator('#usage tr[data-key="team-a"] meter').count() == 1
+    team_b = page.locator('#usage tr[data-key="team-b"] td').all_inner_texts()
+    assert team_b[:2] == ["40", "no quota"]
+    shoot(page, "ops-usage")
+    assert real_errors(page) == [], page.errors
