@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
     text = render()
     if "--check" in argv:
         if TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run python {Path(__file__).relative_to(Path.cwd())}")
+            print(f"{TARGET} is out of date: run python {Path(__file__)}")
             return 1
         return 0
     TARGET.write_text(text)
