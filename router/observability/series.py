@@ -78,6 +78,7 @@ def read(registry: CollectorRegistry) -> _Reading:
     """One reading of the registry's router families (tolerant of families that do not exist yet)."""
     reading = _Reading(at=time.time())
     per_key_tokens = False
+    tokens_by_route: dict[str, float] = defaultdict(float)
     for family in registry.collect():
         name = family.name
         if name == "router_requests":
@@ -97,6 +98,7 @@ def read(registry: CollectorRegistry) -> _Reading:
             for s in family.samples:
                 if s.name.endswith("_total"):
                     reading.tokens_by_key[s.labels.get("key") or "-"] += s.value
+                    tokens_by_route[s.labels.get("route", "-")] += s.value
         elif name in ("router_prompt_tokens", "router_completion_tokens"):
             for s in family.samples:
                 if s.name.endswith("_total"):
@@ -109,8 +111,10 @@ def read(registry: CollectorRegistry) -> _Reading:
             for s in family.samples:
                 slot = reading.quotas[s.labels.get("key", "-"), s.labels.get("quota", "-")]
                 slot["used" if name == "router_quota_used" else "limit"] = s.value
-    if not per_key_tokens:
-        reading.tokens_by_key.clear()
+    if per_key_tokens:
+        # The detailed counter counts every token once: it replaces the per-route prompt and completion
+        # counters (which may be kept beside it, or folded into it).
+        reading.tokens = tokens_by_route
     return reading
 
 

@@ -115,7 +115,9 @@ def test_quantile_interpolates_like_histogram_quantile() -> None:
     assert quantile(0.5, None, beyond) == 0.1, "past the last finite bucket: its bound"
 
 
-def test_sampling_reads_the_registry_and_keeps_a_bounded_history() -> None:
+def test_sampling_reads_the_registry_and_keeps_a_bounded_history(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("router.observability.series.time.time", lambda: clock[0])
     registry = CollectorRegistry(auto_describe=False)
     requests = Counter("router_requests", "", ["route", "status", "outcome"], registry=registry)
     name = "router_request_duration_seconds"
@@ -129,15 +131,16 @@ def test_sampling_reads_the_registry_and_keeps_a_bounded_history() -> None:
         duration.labels("/a").observe(0.05)
     requests.labels("/a", "502", "upstream_error").inc(2)
     tokens.labels("/a").inc(40)
-    time.sleep(0.2)
+    clock[0] += 2.0
     series.sample()
-    doc = series.document()
-    column = doc["routes"]["/a"]  # about 0.2 s between the two readings
-    assert column["requests_per_second"][0] * 0.2 == pytest.approx(12, rel=0.3)
-    assert column["errors_per_second"][0] * 0.2 == pytest.approx(2, rel=0.3)
-    assert column["tokens_per_second"][0] * 0.2 == pytest.approx(40, rel=0.3)
-    assert 0 < column["latency_p50"][0] <= 0.1
+    column = series.document()["routes"]["/a"]
+    assert column["requests_per_second"] == [6.0]  # 12 requests in 2 s
+    assert column["errors_per_second"] == [1.0]
+    assert column["tokens_per_second"] == [20.0]
+    assert column["latency_p50"][0] == pytest.approx(0.05), "half way up the (0, 0.1] bucket"
+    assert column["in_flight"] == [0.0] and column["queued"] == [0.0]
     for _ in range(5):
+        clock[0] += 1.0
         series.sample()
     assert len(series.document()["time"]) == 3, "the ring buffer keeps `history` samples"
     for n in range(RELOADS + 5):
@@ -145,3 +148,24 @@ def test_sampling_reads_the_registry_and_keeps_a_bounded_history() -> None:
     series.event("health", {"upstream": "x"})
     reloads = series.document()["reloads"]
     assert len(reloads) == RELOADS and reloads[-1]["changes"] == [f"change {RELOADS + 4}"]
+
+
+def test_tokens_per_key_replace_the_per_route_counters(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Token accounting per key (router_tokens_total) counts each token once; the older per-route counters
+    may be kept beside it, so the sampler must not add the two."""
+    clock = [1000.0]
+    monkeypatch.setattr("router.observability.series.time.time", lambda: clock[0])
+    registry = CollectorRegistry(auto_describe=False)
+    old = Counter("router_completion_tokens", "", ["route"], registry=registry)
+    detailed = Counter("router_tokens", "", ["route", "key", "type"], registry=registry)
+    series = OpsSeries(registry, lambda: ["/a"])
+    series.sample()
+    old.labels("/a").inc(30)
+    detailed.labels("/a", "team-a", "completion").inc(30)
+    detailed.labels("/a", "team-b", "prompt").inc(10)
+    clock[0] += 2.0
+    series.sample()
+    doc = series.document()
+    assert doc["time"] == [1002.0]
+    assert doc["routes"]["/a"]["tokens_per_second"] == [20.0], "40 tokens in 2 s, not 70"
+    assert doc["tokens_by_key"] == {"team-a": 30, "team-b": 10}
