@@ -226,7 +226,6 @@ class Runtime:
         )
         if self.reloader is not None:
             self.reloader.start(watch=self.watch)
-        self.ops.start()
         # Everything built so far lives as long as the process: keep it out of the collector's scans, so
         # collections stay short and do not show up as latency spikes.
         gc.collect()

@@ -5,13 +5,18 @@ The page (`/ops`) draws requests/s, latency and tokens/s per route. Parsing the 
 browser every second would be slow and fragile; instead a task reads the metric families from the
 runtime's registry once a second (the same numbers `/metrics` serves, so the page and Prometheus never
 disagree), keeps the differences between two readings, and `/ops/series` hands out the columns. The
-request path pays nothing for it: no per-request work is added, and the sampler reads families by name,
-so a metric another observer adds (tokens per key, quotas) shows up once it exists and is simply absent
-before.
+sampler reads families by name, so a metric another observer adds (tokens per key, quotas) shows up once
+it exists and is simply absent before.
 
-Bounded: `HISTORY` samples (five minutes) of a handful of numbers per route, and `RELOADS` reloads.
-Each process samples its own counters, like `/status`: behind several workers the page shows the one
-that answered.
+What it costs: nothing on the request path (no per-request work), and nothing while nobody watches: the
+task starts with the first `/ops/series` request and stops `IDLE` seconds after the last one. A reading
+is a registry collection, as a Prometheus scrape is (milliseconds for a few routes, more for hundreds),
+so the task waits at least `COST_FACTOR` times as long as its last reading took: sampling never takes
+more than 1/COST_FACTOR of the event loop, whatever the table's size.
+
+Bounded: `HISTORY` samples of a handful of numbers per route, and `RELOADS` reloads; a page asks only
+for the samples it has not seen (`since`). Each process samples its own counters, like `/status`:
+behind several workers the page shows the one that answered.
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ HISTORY = 300
 """Samples kept: five minutes at one a second."""
 RELOADS = 20
 """Reloads kept, newest last."""
+IDLE = 60.0
+"""Seconds without a `/ops/series` request after which sampling stops."""
+COST_FACTOR = 50
+"""The sampler sleeps at least this many times as long as its last reading took."""
 
 # The per-route columns of one sample, in the order `RouteSample` holds them.
 COLUMNS = (
@@ -165,6 +174,7 @@ class OpsSeries(Observer):
         self._tokens_by_key: dict[str, float] = {}
         self._quotas: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._watched_at = 0.0
 
     def event(self, kind: str, fields: dict[str, Any]) -> None:
         """Keep each reload (fields already redacted by the bus) for the page's history."""
@@ -208,10 +218,11 @@ class OpsSeries(Observer):
             )
         self._samples.append((round(reading.at, 3), routes))
 
-    def document(self) -> dict[str, Any]:
-        """What `/ops/series` answers: time and per-route columns (null where a route did not exist yet),
-        token totals per key and quotas when those metrics exist, and the recent reloads."""
-        samples = list(self._samples)
+    def document(self, since: float | None = None) -> dict[str, Any]:
+        """What `/ops/series` answers: time and per-route columns (null where a route did not exist yet)
+        for the samples after `since` (all kept ones without it), token totals per key and quotas when
+        those metrics exist, and the recent reloads."""
+        samples = [s for s in self._samples if since is None or s[0] > since]
         names: list[str] = list(dict.fromkeys(r for _, routes in samples for r in routes))
         empty: tuple[None, ...] = (None,) * len(COLUMNS)
         columns = {
@@ -231,10 +242,17 @@ class OpsSeries(Observer):
             "reloads": list(self._reloads),
         }
 
-    def start(self) -> None:
-        """Start sampling on the running loop (idempotent)."""
+    def watched(self) -> None:
+        """Someone reads the series: sample (from now on, if the task was idle) for `IDLE` more seconds."""
+        self._watched_at = time.monotonic()
         if self._task is None or self._task.done():
+            self._last = None  # a reading from before an idle spell is no baseline for a rate
             self._task = asyncio.get_running_loop().create_task(self._run(), name="ops-series")
+
+    @property
+    def sampling(self) -> bool:
+        """Whether the sampler task runs now."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         """Stop sampling."""
@@ -247,9 +265,11 @@ class OpsSeries(Observer):
                 pass
 
     async def _run(self) -> None:
-        while True:
+        while time.monotonic() - self._watched_at < IDLE:
+            started = time.perf_counter()
             try:
                 self.sample()
             except Exception:  # a sampler bug must not take the page's numbers down for good
                 log.exception("sampling the metrics for /ops failed")
-            await asyncio.sleep(self.interval)
+            cost = time.perf_counter() - started
+            await asyncio.sleep(max(self.interval, cost * COST_FACTOR) - cost)

@@ -270,9 +270,53 @@ function renderReloads(reloads) {
 
 // ---- the series poll ---------------------------------------------------------------------------------
 
+// The samples seen so far, as columns: the first request fetches what the router kept, later ones only
+// what is newer (`since`). A pause longer than a few intervals (the router samples only while watched)
+// gets a row of nulls, so the charts show a gap instead of a line across it.
+const local = { time: [], routes: {} };
+
+function merge(doc) {
+  const columns = (route) => Object.keys(doc.routes[route] || {});
+  let times = doc.time;
+  let fresh = doc.routes;
+  const last = local.time[local.time.length - 1];
+  if (times.length && last !== undefined && times[0] - last > 3 * doc.interval) {
+    times = [last + doc.interval, ...times];
+    fresh = Object.fromEntries(
+      Object.entries(doc.routes).map(([route, cols]) => [
+        route,
+        Object.fromEntries(Object.entries(cols).map(([c, v]) => [c, [null, ...v]])),
+      ]),
+    );
+  }
+  for (const route of Object.keys(fresh)) {
+    if (!local.routes[route]) {
+      local.routes[route] = Object.fromEntries(columns(route).map((c) => [c, local.time.map(() => null)]));
+    }
+  }
+  for (const [route, cols] of Object.entries(local.routes)) {
+    for (const [column, values] of Object.entries(cols)) {
+      const add = fresh[route] ? fresh[route][column] : times.map(() => null);
+      values.push(...add);
+    }
+  }
+  local.time.push(...times);
+  const excess = local.time.length - doc.capacity;
+  if (excess > 0) {
+    local.time.splice(0, excess);
+    for (const cols of Object.values(local.routes)) for (const values of Object.values(cols)) values.splice(0, excess);
+  }
+  // A route a reload removed leaves the charts once its last sample has scrolled out.
+  for (const [route, cols] of Object.entries(local.routes)) {
+    if (Object.values(cols).every((values) => values.every((v) => v === null))) delete local.routes[route];
+  }
+  return { ...doc, time: local.time, routes: local.routes };
+}
+
 async function refreshSeries() {
   try {
-    const series = await getJSON("/ops/series");
+    const last = local.time[local.time.length - 1];
+    const series = merge(await getJSON(last === undefined ? "/ops/series" : `/ops/series?since=${last}`));
     drawChart("chart-rps", series, [{ column: "requests_per_second", label: "" }], "req/s");
     drawChart(
       "chart-latency",

@@ -95,7 +95,10 @@ def test_the_series_are_the_router_traffic(both_upstreams_router: RunningRouter)
     time.sleep(1.2)  # the sample that covers the last request
     doc = document()
     qwen3, local = doc["routes"]["/chat/qwen3"], doc["routes"]["/chat/local"]
-    counted = sum(r * doc["interval"] for r in qwen3["requests_per_second"])
+    # Each sample's rate covers the time since the one before (the first one predates the traffic).
+    times, rates = doc["time"], qwen3["requests_per_second"]
+    assert rates[0] == 0
+    counted = sum(rates[i] * (times[i] - times[i - 1]) for i in range(1, len(times)))
     assert abs(counted - sent) <= 0.1 * sent + 1, (counted, sent)
     assert sum(local["requests_per_second"]) == 0
     assert max(qwen3["tokens_per_second"]) > 0, "the fake answers 5 completion tokens a request"
@@ -169,3 +172,59 @@ def test_tokens_per_key_replace_the_per_route_counters(monkeypatch: pytest.Monke
     assert doc["time"] == [1002.0]
     assert doc["routes"]["/a"]["tokens_per_second"] == [20.0], "40 tokens in 2 s, not 70"
     assert doc["tokens_by_key"] == {"team-a": 30, "team-b": 10}
+
+
+def test_sampling_runs_only_while_someone_watches(
+    both_upstreams_router: RunningRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No reading at all until the first /ops/series request, and none again once nobody asks."""
+    monkeypatch.setattr("router.observability.series.IDLE", 1.5)
+    router = both_upstreams_router
+    ops = router.runtime.ops
+    time.sleep(1.2)
+    assert not ops.sampling and ops.document()["time"] == [], "nobody asked: nothing was read"
+    url = router.url + "/ops/series"
+    assert httpx.get(url, timeout=5).status_code == 200
+    assert router.sync(lambda: ops.sampling)
+    first = wait_for(lambda: httpx.get(url, timeout=5).json()["time"], timeout=5)
+    newer = wait_for(lambda: httpx.get(url, params={"since": first[-1]}, timeout=5).json()["time"], timeout=5)
+    assert newer and min(newer) > first[-1], "`since` answers only the samples after it"
+    wait_for(lambda: not router.sync(lambda: ops.sampling), timeout=5)
+    kept = len(ops.document()["time"])
+    time.sleep(1.2)
+    assert len(ops.document()["time"]) == kept, "stopped: no reading while nobody watches"
+    bad = httpx.get(url, params={"since": "yesterday"}, timeout=5)
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "since"
+    assert "yesterday" not in bad.text, "the client's text is not echoed"
+
+
+def test_a_costly_reading_slows_the_sampler_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampling takes at most 1/COST_FACTOR of the loop, whatever the table's size."""
+    import asyncio
+
+    from router.observability import series as module
+
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) >= 3:
+            raise asyncio.CancelledError
+
+    clock = [0.0]
+
+    def slow_sample(self: OpsSeries) -> None:
+        clock[0] += 0.1  # a reading that takes 100 ms
+
+    monkeypatch.setattr(module.asyncio, "sleep", fake_sleep)
+    monkeypatch.setattr(module.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(OpsSeries, "sample", slow_sample)
+    series = OpsSeries(CollectorRegistry(), lambda: [])
+    series._watched_at = module.time.monotonic()
+
+    async def run() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await series._run()
+
+    asyncio.run(run())
+    assert sleeps == [pytest.approx(0.1 * module.COST_FACTOR - 0.1)] * 3
