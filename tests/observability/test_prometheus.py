@@ -212,3 +212,25 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float) -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {timeout} s waiting until {what}"
         time.sleep(0.25)
+
+
+def test_with_keys_prometheus_scrapes_with_the_admin_key(
+    fake_ollama: FakeOllama, fake_openai: FakeOpenAI, start_router: Start
+) -> None:
+    """/metrics needs the admin key when keys are configured: a scrape with it is up, one without is not."""
+    admin = "admin-key-0123456789abcdef"
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"}],
+            auth={"admin_keys": [{"name": "prometheus", "key": "${ADMIN_KEY}"}]},
+        ),
+        env={"ADMIN_KEY": admin},
+    )
+    target = [f"127.0.0.1:{router.port}"]
+    keyed_server = PrometheusServer(target, bearer=admin)
+    with keyed_server as keyed, PrometheusServer(target, job="anonymous") as anonymous:
+        assert number(keyed.wait_for('up{job="router"} == 1')) == 1
+        assert number(keyed.wait_for('router_routes{job="router"}')) == 1
+        assert number(anonymous.wait_for('up{job="anonymous"} == 0')) == 0
+        assert anonymous.query('router_routes{job="anonymous"}') == []

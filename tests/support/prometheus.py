@@ -75,9 +75,12 @@ def concrete(expr: str, job: str = "router", rate_interval: str = "5s") -> str:
 
 
 class PrometheusServer:
-    """`prometheus` scraping `targets` every second and evaluating `rules` (a rule-file text) every second."""
+    """`prometheus` scraping `targets` every second (with a bearer token if given) and evaluating `rules`
+    (a rule-file text) every second."""
 
-    def __init__(self, targets: list[str], rules: str | None = None, job: str = "router") -> None:
+    def __init__(
+        self, targets: list[str], rules: str | None = None, job: str = "router", bearer: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._dir = tempfile.TemporaryDirectory(prefix="router-prometheus-")
@@ -86,6 +89,8 @@ class PrometheusServer:
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}],
         }
+        if bearer is not None:  # what the ServiceMonitor's `authorization` block configures
+            config["scrape_configs"][0]["authorization"] = {"type": "Bearer", "credentials": bearer}
         if rules is not None:
             (work / "rules.yaml").write_text(rules)
             config["rule_files"] = [str(work / "rules.yaml")]

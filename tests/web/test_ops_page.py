@@ -7,6 +7,7 @@ Chromium reports as a failed resource load, the one console error these tests al
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -252,3 +253,14 @@ def test_token_use_per_key_against_its_quota(ops_router: RunningRouter, open_ops
     assert team_b[:2] == ["40", "no quota"]
     shoot(page, "ops-usage")
     assert real_errors(page) == [], page.errors
+
+
+def test_the_vendored_uplot_is_the_recorded_version() -> None:
+    from router.api.web import WEB_DIR
+
+    vendor = WEB_DIR / "vendor"
+    recorded = re.search(r"^\| uplot \| ([0-9.]+) \|", (vendor / "README.md").read_text(), re.M)
+    assert recorded is not None, "router/web/vendor/README.md records the uPlot version"
+    assert f"(v{recorded.group(1)})" in (vendor / "uPlot.iife.min.js").read_text()[:100]
+    assert (vendor / "uplot.LICENSE").read_text().startswith("The MIT License")
+    assert (vendor / "uPlot.min.css").stat().st_size > 1000
