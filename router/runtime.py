@@ -6,7 +6,8 @@ shutdown) and forwards each request to the app of the current table.
 `apply` installs a new table version in Caddy's order. Provision: build everything the version needs (the
 route table against a registry plan, the access policy, the app, the fast path) without touching what
 serves, in a worker thread, then open the new pools on the loop. Swap: one reference. Commit: the
-registry's planned changes, retirement of unused pools, secrets, logging, sessions, metrics and probes.
+registry's planned changes, retirement of unused pools, secrets, logging, sessions, metrics, probes and
+tracing (a changed `telemetry:` block replaces the tracer here, never before the swap).
 Anything that fails before the swap leaves the running router exactly as it was; a request that already
 entered the old app finishes there, with the routes it started with.
 """
@@ -34,6 +35,7 @@ from router.app import chat_resolvers, create_app
 from router.config import RouterConfig
 from router.config.models import LoggingSettings
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
+from router.observability.telemetry import Telemetry
 from router.probing import Prober
 from router.registry import Registry, RegistryPlan
 from router.reload import Reloader, ReloadResult
@@ -79,6 +81,7 @@ class Runtime:
         self.logs = StructuredLog(config.logging, self.redactor)
         self.observer: Observer = Observers([self.metrics, self.logs])
         self.events = ObservedEventBus(self.observer, self.redactor.value)
+        self.telemetry = Telemetry(self.redactor.value)  # tracing, configured at each commit
         self.access: Access | None = None
         self.registry = Registry(self.events)
         self.prober = Prober()
@@ -163,6 +166,7 @@ class Runtime:
             access=access,
             sessions=self.sessions if config.sessions.enabled else None,
             redact=self.redactor,
+            telemetry=self.telemetry,
         )
         reload = self.reloader.reload if self.reloader is not None else None
         extra = [
@@ -201,6 +205,7 @@ class Runtime:
             ("sessions", lambda: self.sessions.configure(config.sessions)),
             ("metrics", lambda: self.metrics.prepare(prepared.table)),
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
+            ("telemetry", lambda: self.telemetry.configure(config.telemetry)),
         )
         for name, step in steps:
             try:
@@ -228,6 +233,7 @@ class Runtime:
             await self.reloader.stop()
         await self.prober.stop()
         await self.registry.close()
+        await self.telemetry.close()
         self.logs.close()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

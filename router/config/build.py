@@ -25,6 +25,7 @@ from router.config.models import (
     RouterConfig,
     ServerSettings,
     SessionSettings,
+    TelemetrySettings,
     UpstreamConfig,
 )
 from router.config.problems import ConfigError, JsonPath, Problem
@@ -46,6 +47,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
     sessions = _make(SessionSettings, data.get("sessions", {}), lambda loc: ("sessions", *loc), doc, problems)
     auth = _make(AuthSettings, data.get("auth", {}), _under(("auth",)), doc, problems)
     logging = _make(LoggingSettings, data.get("logging", {}), _under(("logging",)), doc, problems)
+    telemetry = _make(TelemetrySettings, data.get("telemetry", {}), _under(("telemetry",)), doc, problems)
     problems += auth_problems(doc)
     upstreams: dict[str, UpstreamConfig] = {}
     for name, raw in data["upstreams"].items():
@@ -65,6 +67,8 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
             routes.append(route)
     if problems or server is None or sessions is None or auth is None or logging is None:
         raise ConfigError(problems)
+    if telemetry is None:
+        raise ConfigError(problems)
     try:
         return RouterConfig(
             version=data["version"],
@@ -72,6 +76,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
             auth=auth,
             logging=logging,
             sessions=sessions,
+            telemetry=telemetry,
             upstreams=upstreams,
             routes=tuple(routes),
             source=doc.file,
