@@ -12,6 +12,7 @@ the old provider is flushed and shut down in a thread, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import threading
@@ -125,7 +126,7 @@ class Telemetry:
         else:
             from router.observability.tracing import RequestTracer
 
-            self.tracer = RequestTracer(export, self.redact)
+            self.tracer = RequestTracer(**dataclasses.asdict(export), redact=self.redact)
             log.info(
                 "tracing to %s (service %s, sample ratio %g)",
                 export.endpoint,

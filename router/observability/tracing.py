@@ -40,7 +40,6 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, format_trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from router.observability.record import RequestRecord
-from router.observability.telemetry import TraceExport
 from router.policies import clamp_max_tokens
 from router.upstreams.errors import UpstreamError
 
@@ -74,25 +73,34 @@ _GETTER = _AsgiGetter()
 class RequestTracer:
     """One tracer provider, its exporter and its batch processor; starts a `RequestTrace` per request."""
 
-    def __init__(self, export: TraceExport, redact: Callable[[str], str]) -> None:
-        self.export = export
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        service_name: str,
+        sample_ratio: float,
+        parent_based: bool,
+        headers: tuple[tuple[str, str], ...] | None,
+        timeout: float,
+        max_queue_size: int,
+        redact: Callable[[str], str],
+    ) -> None:
+        """Build from a resolved export (`router.observability.telemetry.TraceExport`'s fields)."""
         self.redact = redact
-        sampler: Sampler = TraceIdRatioBased(export.sample_ratio)
-        if export.parent_based:
+        sampler: Sampler = TraceIdRatioBased(sample_ratio)
+        if parent_based:
             sampler = ParentBased(sampler)
         self.provider = TracerProvider(
-            resource=Resource.create({SERVICE_NAME: export.service_name}), sampler=sampler
+            resource=Resource.create({SERVICE_NAME: service_name}), sampler=sampler
         )
         exporter = OTLPSpanExporter(
-            endpoint=export.endpoint,
-            headers=dict(export.headers) if export.headers is not None else None,
-            timeout=export.timeout,
+            endpoint=endpoint, headers=dict(headers) if headers is not None else None, timeout=timeout
         )
         self.processor = BatchSpanProcessor(
             exporter,
-            max_queue_size=export.max_queue_size,
-            max_export_batch_size=min(_BATCH, export.max_queue_size),
-            export_timeout_millis=export.timeout * 1000.0,
+            max_queue_size=max_queue_size,
+            max_export_batch_size=min(_BATCH, max_queue_size),
+            export_timeout_millis=timeout * 1000.0,
         )
         self.provider.add_span_processor(self.processor)
         self.tracer = self.provider.get_tracer("router")
