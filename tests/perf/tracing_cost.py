@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", help="a checkout of the router before tracing (its repository root)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ratios", default="1.0", help="sample ratios to run with tracing on, e.g. 1.0,0.1")
     args = parser.parse_args()
     os.sched_setaffinity(0, {LOADGEN_CPU})  # this process serves the collector: keep it off the router's core
     here = str(Path(__file__).resolve().parents[2])
@@ -100,12 +101,13 @@ def main() -> None:
             conf = ["-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "nginx-error.log")]
             procs.start("nginx", ["nginx", *conf], LOADGEN_CPU)
             wait_for("nginx", lambda: http("GET", f"http://127.0.0.1:{nginx}/v1/models")[0] == 200, procs)
-            on = {"otlp_endpoint": collector.url, "sample_ratio": 1.0}
             variants: list[tuple[str, dict[str, Any], str]] = []
             if args.before:
                 variants.append(("before", config(nginx, tmp / "before.log", None), args.before))
             variants.append(("off", config(nginx, tmp / "off.log", None), here))
-            variants.append(("on", config(nginx, tmp / "on.log", on), here))
+            for ratio in args.ratios.split(","):
+                on = {"otlp_endpoint": collector.url, "sample_ratio": float(ratio)}
+                variants.append((f"on {ratio}", config(nginx, tmp / f"on-{ratio}.log", on), here))
             results: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name, _, _ in variants}
             for _ in range(args.rounds):
                 for name, doc, pythonpath in variants:
