@@ -380,3 +380,30 @@ def test_settings_and_environment_resolve_once() -> None:
     assert resolve(off, {**env, "OTEL_TRACES_EXPORTER": "none"}) is None
     on = resolve(TelemetrySettings(enabled=True), {})
     assert on is not None and on.endpoint == "http://localhost:4318/v1/traces"
+
+
+def test_an_absent_collector_costs_requests_nothing(fake_ollama: FakeOllama, start_router: Start) -> None:
+    """Spans for a collector nobody runs are dropped in the exporter's thread; answers do not wait."""
+    text = table(
+        upstreams={"u": {"type": "ollama", "base_url": fake_ollama.base_url}},
+        routes=[{"path": "/chat/m", "model": "qwen3:32b", "upstream": "u"}],
+        telemetry={"otlp_endpoint": f"http://127.0.0.1:{free_port()}", "timeout": 1, "max_queue_size": 8},
+    )
+    router = start_router(text)
+    for _ in range(20):  # more spans than the queue holds
+        started = time.perf_counter()
+        assert chat(router).status_code == 200
+        assert time.perf_counter() - started < 1.0
+    assert router.runtime.telemetry.tracer is not None
+
+
+def test_collector_headers_are_secrets(fake_ollama: FakeOllama) -> None:
+    from router.security import config_secrets
+
+    text = table(
+        upstreams={"u": {"type": "ollama", "base_url": fake_ollama.base_url}},
+        routes=[{"path": "/chat/m", "model": "qwen3:32b", "upstream": "u"}],
+        telemetry={"otlp_endpoint": "http://c:4318", "headers": {"x-api": "Bearer s3cret-collector-token"}},
+    )
+    secrets_of = config_secrets(load_config_text(text, "t.yaml", env={}))
+    assert {"Bearer s3cret-collector-token", "s3cret-collector-token"} <= secrets_of
