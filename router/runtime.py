@@ -157,6 +157,7 @@ class Runtime:
     def prepare(self, config: RouterConfig) -> Prepared:
         """Build everything `config` needs without changing anything that serves (safe in a thread)."""
         _check_log_file(config.logging, self.logs.settings)  # a log file that cannot be opened refuses it
+        self.telemetry.prepare(config.telemetry)
         plan = self.registry.plan()
         table = build_table(config, plan)
         access = build_access(config, self.access)

@@ -71,11 +71,11 @@ def resolve(settings: TelemetrySettings, environ: Mapping[str, str]) -> TraceExp
         endpoint = "http://localhost:4318" + TRACES_PATH  # the specification's default
     else:
         return None
-    parent_based, ratio = True, 1.0
+    # The table's ratio replaces the environment's; whether a client's sampled flag is followed stays the
+    # environment's choice (OTEL_TRACES_SAMPLER=traceidratio ignores it; the default follows it).
+    parent_based, ratio = _sampler(environ)
     if settings.sample_ratio is not None:
         ratio = settings.sample_ratio
-    else:
-        parent_based, ratio = _sampler(environ)
     service = settings.service_name or environ.get("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
     headers = tuple(sorted(settings.headers.items())) if settings.headers else None
     return TraceExport(
@@ -114,6 +114,12 @@ class Telemetry:
         self.environ = os.environ if environ is None else environ
         self.tracer: RequestTracer | None = None
         self.export: TraceExport | None = None
+
+    def prepare(self, settings: TelemetrySettings) -> None:
+        """Import the SDK now if `settings` turn tracing on (called off the loop, while a table is built),
+        so that the commit on the event loop does not pay for a first import."""
+        if resolve(settings, self.environ) is not None:
+            import router.observability.tracing  # noqa: F401
 
     def configure(self, settings: TelemetrySettings) -> None:
         """Apply a table's `telemetry:` block (at commit); an unchanged export keeps its tracer."""

@@ -375,6 +375,8 @@ def test_settings_and_environment_resolve_once() -> None:
         True,
     )
     assert export.service_name == "gw" and export.headers == (("authorization", "Bearer x"),)
+    strict = resolve(table_wins, {"OTEL_TRACES_SAMPLER": "traceidratio"})
+    assert strict is not None and (strict.sample_ratio, strict.parent_based) == (0.5, False)
     assert resolve(table_wins, {"OTEL_SDK_DISABLED": "true"}) is None
     assert resolve(TelemetrySettings(enabled=False), env) is None
     assert resolve(off, {**env, "OTEL_TRACES_EXPORTER": "none"}) is None
@@ -403,7 +405,10 @@ def test_collector_headers_are_secrets(fake_ollama: FakeOllama) -> None:
     text = table(
         upstreams={"u": {"type": "ollama", "base_url": fake_ollama.base_url}},
         routes=[{"path": "/chat/m", "model": "qwen3:32b", "upstream": "u"}],
-        telemetry={"otlp_endpoint": "http://c:4318", "headers": {"x-api": "Bearer s3cret-collector-token"}},
+        telemetry={
+            "otlp_endpoint": "http://otel:s3cret-in-url@c:4318",
+            "headers": {"x-api": "Bearer s3cret-collector-token"},
+        },
     )
     secrets_of = config_secrets(load_config_text(text, "t.yaml", env={}))
-    assert {"Bearer s3cret-collector-token", "s3cret-collector-token"} <= secrets_of
+    assert {"Bearer s3cret-collector-token", "s3cret-collector-token", "s3cret-in-url"} <= secrets_of
