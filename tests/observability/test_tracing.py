@@ -367,7 +367,7 @@ def test_settings_and_environment_resolve_once() -> None:
         service_name="gw",
         headers={"authorization": "Bearer x"},
     )
-    export = resolve(table_wins, env)
+    export = resolve(table_wins, {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318/"})
     assert export is not None
     assert (export.endpoint, export.sample_ratio, export.parent_based) == (
         "http://t:4318/v1/traces",
