@@ -74,8 +74,8 @@ class RequestRecord:
     def overhead(self) -> float | None:
         """Seconds the router itself added: the time not spent waiting on upstreams (slot waits, retry
         backoff and attempts excluded). For a whole answer, from arrival to the end of the answer; for a
-        stream, from arrival to its first bytes being handed over (what it added to the time to first token). None
-        for a request that got no answer."""
+        stream, from arrival to its first bytes being handed over (what it added to the time to first
+        token). None for a request that got no answer."""
         if self.served_at is None:
             return None
         end = self.served_at if self.stream else (self.ended_at or time.perf_counter())
