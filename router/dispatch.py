@@ -8,12 +8,16 @@ use only (a key limited to some routes must not be served by another one through
 retried once a byte reached the client; that is the streaming relay's side of the contract.
 
 What an attempt holds (in-flight count, slot, permit) travels with the answer as a `Lease`, because a
-streamed answer keeps occupying the upstream until its last chunk.
+streamed answer keeps occupying the upstream until its last chunk; so does the attempt's span, when the
+request is traced (`Trace`: None when tracing is off, and then dispatch makes no tracing call at all).
+The time spent waiting on upstreams (slot, backoff, attempts) is added to `Tally.upstream_wait`: what is
+left of a request's time is the router's own overhead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -34,6 +38,23 @@ class Tally(Protocol):
     """Where dispatch counts its retries (the request record): errors stay as they were raised."""
 
     retries: int
+    upstream_wait: float
+
+
+class SpanEnd(Protocol):
+    """A child span of the request, ended once with the outcome (None: success)."""
+
+    def end(self, error: BaseException | None) -> None: ...
+
+
+class Trace(Protocol):
+    """The spans of one traced request (`router.observability.tracing.RequestTrace`)."""
+
+    def queue_wait(self, replica: RouteReplica) -> SpanEnd: ...
+
+    def attempt(
+        self, route: Route, replica: RouteReplica, number: int, fallback: bool, call: ChatCall
+    ) -> SpanEnd: ...
 
 
 @dataclass(slots=True)
@@ -46,6 +67,7 @@ class Lease:
     in_flight: InFlight
     slot: Slot
     permit: Permit
+    span: SpanEnd | None = None  # the attempt's client span, when the request is traced
 
     @property
     def upstream_name(self) -> str:
@@ -63,6 +85,8 @@ class Lease:
         self.slot.release()
         self.in_flight.release()
         self.registry.release(self.replica.upstream)
+        if self.span is not None:
+            self.span.end(error)
 
 
 def bind(
@@ -93,6 +117,7 @@ async def dispatch(
     tally: Tally,
     allowed: Set[str] | None = None,
     collect_text: bool = False,
+    trace: Trace | None = None,
 ) -> tuple[T, Lease]:
     """Run `attempt` on the best replica of `route` or of its fallbacks; raise the most telling error.
 
@@ -112,6 +137,7 @@ async def dispatch(
             if replica is None:
                 last_error = last_error or _unavailable(candidate)
                 break
+            began = time.perf_counter()
             if attempt_number:
                 tally.retries += 1
                 if delays is None:
@@ -119,14 +145,18 @@ async def dispatch(
                         policy.max_retries, policy.retry_backoff, policy.retry_backoff_max
                     )
                 await asyncio.sleep(next(delays))
-            lease = await _lease(candidate, replica, registry)
+            lease = await _lease(candidate, replica, registry, trace)
             if lease is None:  # its breaker refused while we waited for a slot: as if it was unavailable
+                tally.upstream_wait += time.perf_counter() - began
                 last_error = last_error or _unavailable(candidate)
                 tried.append(replica.name)
                 continue
+            if trace is not None:
+                lease.span = trace.attempt(candidate, replica, attempt_number, candidate is not route, call)
             try:
                 result = await attempt(replica.upstream.adapter, call, candidate.limits)
             except UpstreamError as error:
+                tally.upstream_wait += time.perf_counter() - began
                 lease.finish(error)
                 if not error.upstream_fault:
                     raise  # the request itself was refused (4xx, 429): another try would fare no better
@@ -134,8 +164,10 @@ async def dispatch(
                 tried.append(replica.name)
                 continue
             except BaseException as error:
+                tally.upstream_wait += time.perf_counter() - began
                 lease.finish(error)
                 raise
+            tally.upstream_wait += time.perf_counter() - began
             return result, lease
     assert last_error is not None
     raise last_error
@@ -149,7 +181,9 @@ def _pick(route: Route, tried: list[str], last_error: RouterError | None) -> Rou
     return replica  # type: ignore[return-value]
 
 
-async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lease | None:
+async def _lease(
+    route: Route, replica: RouteReplica, registry: Registry, trace: Trace | None = None
+) -> Lease | None:
     """Occupy the replica: in-flight count first (so concurrent picks see it), then slot, then permit.
 
     None when the breaker refuses the permit: the slot wait may have outlasted the breaker's verdict
@@ -159,9 +193,14 @@ async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lea
     upstream = replica.upstream
     in_flight = replica.track()
     upstream.in_flight += 1
+    queue = None  # a span for the slot wait, when traced and the upstream has a concurrency limit
+    if trace is not None and upstream.limiter.max_concurrency is not None:
+        queue = trace.queue_wait(replica)
     try:
         slot = await upstream.limiter.acquire()
     except BaseException as error:
+        if queue is not None:
+            queue.end(error)
         in_flight.release()
         registry.release(upstream)
         if isinstance(error, QueueFull):
@@ -170,6 +209,8 @@ async def _lease(route: Route, replica: RouteReplica, registry: Registry) -> Lea
                 retry_after=error.retry_after,
             ) from None
         raise
+    if queue is not None:
+        queue.end(None)
     permit = upstream.breaker.try_acquire()
     if permit is None:
         slot.release()

@@ -6,7 +6,8 @@ shutdown) and forwards each request to the app of the current table.
 `apply` installs a new table version in Caddy's order. Provision: build everything the version needs (the
 route table against a registry plan, the access policy, the app, the fast path) without touching what
 serves, in a worker thread, then open the new pools on the loop. Swap: one reference. Commit: the
-registry's planned changes, retirement of unused pools, secrets, logging, sessions, metrics and probes.
+registry's planned changes, retirement of unused pools, secrets, logging, sessions, metrics, probes and
+tracing (a changed `telemetry:` block replaces the tracer here, never before the swap).
 Anything that fails before the swap leaves the running router exactly as it was; a request that already
 entered the old app finishes there, with the routes it started with.
 """
@@ -36,6 +37,7 @@ from router.config import RouterConfig
 from router.config.models import LoggingSettings
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
 from router.observability.series import OpsSeries
+from router.observability.telemetry import Telemetry
 from router.probing import Prober
 from router.registry import Registry, RegistryPlan
 from router.reload import Reloader, ReloadResult
@@ -85,6 +87,7 @@ class Runtime:
         self.ops = OpsSeries(self.metrics.registry, self._route_paths)
         self.observer: Observer = Observers([self.metrics, self.logs, self.ops])
         self.events = ObservedEventBus(self.observer, self.redactor.value)
+        self.telemetry = Telemetry(self.redactor.value)  # tracing, configured at each commit
         self.access: Access | None = None
         self.registry = Registry(self.events)
         self.prober = Prober()
@@ -174,6 +177,7 @@ class Runtime:
         _check_log_file(config.logging, self.logs.settings)  # a log file that cannot be opened refuses it
         if config.state != self.initial_config.state:
             log.warning("state: a changed `state:` block takes effect at the next restart, not on reload")
+        self.telemetry.prepare(config.telemetry)
         plan = self.registry.plan()
         table = build_table(config, plan)
         access = build_access(config, self.access)
@@ -184,6 +188,7 @@ class Runtime:
             sessions=self.shared_sessions if config.sessions.enabled else None,
             redact=self.redactor,
             admit=self.state.admission(access),
+            telemetry=self.telemetry,
         )
         reload = self.reloader.reload if self.reloader is not None else None
         extra = [
@@ -226,6 +231,7 @@ class Runtime:
             ("metrics", lambda: self.metrics.prepare(prepared.table)),
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
             ("shared state", self.state.table_changed),
+            ("telemetry", lambda: self.telemetry.configure(config.telemetry)),
         )
         for name, step in steps:
             try:
@@ -257,6 +263,7 @@ class Runtime:
         await self.prober.stop()
         await self.registry.close()
         await self.state.close()
+        await self.telemetry.close()
         self.logs.close()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

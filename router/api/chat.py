@@ -22,6 +22,7 @@ from router.api.middleware import request_id_of
 from router.dispatch import dispatch
 from router.errors import Redact, RouterError
 from router.observability import Observer
+from router.observability.telemetry import Telemetry
 from router.protocol.openai_chat import ChatRequest, parse_chat_request
 from router.registry import Registry
 from router.security import Access
@@ -44,6 +45,7 @@ class ChatServices:
     redact: Redact  # masks known secrets in the error events of streams (`Redactor()` masks nothing)
     sessions: Sessions | None = None
     admit: Callable[[str | None], Awaitable[None]] | None = None  # shared rate limits (router.state)
+    telemetry: Telemetry | None = None  # tracing: its `tracer` is None when off (decided per table)
 
 
 Resolve = Callable[[ChatRequest], Route]
@@ -63,12 +65,18 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
     scope = request.scope
     exchange = Exchange(request_id_of(scope), services.observer)
     record = exchange.record
+    telemetry = services.telemetry
+    tracer = telemetry.tracer if telemetry is not None else None
+    if tracer is not None:
+        exchange.trace = tracer.start(scope["headers"], record, scope["path"])
     try:
         record.principal = services.access.authenticate(scope["headers"])
         record.release = services.access.begin(record.principal)  # 429 past the key's max_concurrency
         parsed, body = parse_chat_request(await request.body())
         route = resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
+        if exchange.trace is not None:
+            exchange.trace.resolved(route, parsed)
         services.access.authorize(record.principal, route.path)
         if services.admit is not None:
             await services.admit(record.principal)
@@ -119,7 +127,16 @@ async def answer(
     registry = services.registry
     if request.stream:
         (stream, first), lease = await dispatch(
-            route, request, body, record.request_id, registry, _open_stream, record, allowed, collect
+            route,
+            request,
+            body,
+            record.request_id,
+            registry,
+            _open_stream,
+            record,
+            allowed,
+            collect,
+            trace=exchange.trace,
         )
         record.first_token_at = time.perf_counter()
         headers = exchange.serve(lease, stream.stats)
@@ -127,7 +144,16 @@ async def answer(
             stream = TurnSavingStream(stream, exchange)
         return SSEResponse(stream, first, lease.route.config.policy, exchange.end, headers, services.redact)
     (data, stats), lease = await dispatch(
-        route, request, body, record.request_id, registry, _complete, record, allowed, collect
+        route,
+        request,
+        body,
+        record.request_id,
+        registry,
+        _complete,
+        record,
+        allowed,
+        collect,
+        trace=exchange.trace,
     )
     headers = exchange.serve(lease, stats)
     try:

@@ -12,13 +12,18 @@ The end has two steps, because a whole answer is complete before it is sent: `up
 upstream and records the session turn as soon as the upstream's part is over, and `end` (which takes
 that step too if it was not taken) closes the record and reports it, once the answer has left, so
 logging and metrics never run on the client's clock.
+
+A traced request (tracing on) also holds its server span, `trace`, which the end closes with the record;
+with tracing off it is None and costs nothing. Every answer says what the router itself cost it:
+`X-Router-Overhead-Ms` (`RequestRecord.overhead` up to the moment the answer starts leaving).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+import time
+from typing import TYPE_CHECKING, Any, Protocol
 
 from router.dispatch import Lease
 from router.echo import shown
@@ -26,6 +31,11 @@ from router.observability import Observer, RequestRecord
 from router.upstreams.base import AnswerStats, EventStream
 
 log = logging.getLogger("router.sessions")
+
+if TYPE_CHECKING:
+    from router.observability.tracing import RequestTrace
+
+OVERHEAD_HEADER = "X-Router-Overhead-Ms"
 
 
 class Sessions(Protocol):
@@ -81,7 +91,7 @@ _BACKGROUND: set[asyncio.Task[None]] = set()  # turns being stored in the backgr
 class Exchange:
     """A chat request and everything it holds; `end` lets all of it go, once."""
 
-    __slots__ = ("_ended", "lease", "observer", "record", "stats", "turn")
+    __slots__ = ("_ended", "lease", "observer", "record", "stats", "trace", "turn")
 
     def __init__(self, request_id: str, observer: Observer) -> None:
         self.record = RequestRecord(request_id)
@@ -89,14 +99,24 @@ class Exchange:
         self.turn: Turn | None = None
         self.lease: Lease | None = None
         self.stats: AnswerStats | None = None
+        self.trace: RequestTrace | None = None
         self._ended = False
 
     def serve(self, lease: Lease, stats: AnswerStats) -> dict[str, str]:
-        """The answer started on `lease`; the headers that say which route and upstream serve it."""
+        """The answer started on `lease`; the headers that say which route and upstream serve it, and
+        what the router cost it so far (all of it for a whole answer, but for the write itself)."""
         self.lease, self.stats = lease, stats
         record = self.record
         record.upstream, record.route = lease.upstream_name, lease.route.path
-        return {"X-Router-Route": lease.route.path, "X-Router-Upstream": lease.upstream_name}
+        now = record.served_at = time.perf_counter()
+        overhead = max(now - record.started - record.upstream_wait, 0.0)
+        if self.trace is not None:
+            self.trace.served(lease.replica.upstream.config.type)
+        return {
+            "X-Router-Route": lease.route.path,
+            "X-Router-Upstream": lease.upstream_name,
+            OVERHEAD_HEADER: f"{overhead * 1000.0:.3f}",
+        }
 
     async def save_turn(self) -> None:
         """Store the session turn of an answer that completed, before its end reaches the client.
@@ -129,6 +149,8 @@ class Exchange:
         self._ended = True
         self.upstream_done(outcome)
         self.record.close(status, outcome)
+        if self.trace is not None:
+            self.trace.finish(self.record, self.stats)
         self.observer.request_finished(self.record)
 
 

@@ -26,6 +26,7 @@ from router.config.models import (
     ServerSettings,
     SessionSettings,
     StateSettings,
+    TelemetrySettings,
     UpstreamConfig,
 )
 from router.config.problems import ConfigError, JsonPath, Problem
@@ -48,6 +49,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
     state = _make(StateSettings, data.get("state", {}), _under(("state",)), doc, problems)
     auth = _make(AuthSettings, data.get("auth", {}), _under(("auth",)), doc, problems)
     logging = _make(LoggingSettings, data.get("logging", {}), _under(("logging",)), doc, problems)
+    telemetry = _make(TelemetrySettings, data.get("telemetry", {}), _under(("telemetry",)), doc, problems)
     problems += auth_problems(doc)
     upstreams: dict[str, UpstreamConfig] = {}
     for name, raw in data["upstreams"].items():
@@ -67,6 +69,8 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
             routes.append(route)
     if problems or server is None or sessions is None or auth is None or logging is None or state is None:
         raise ConfigError(problems)
+    if telemetry is None:
+        raise ConfigError(problems)
     try:
         return RouterConfig(
             version=data["version"],
@@ -75,6 +79,7 @@ def build_config(doc: Document, sha256: str) -> RouterConfig:
             logging=logging,
             sessions=sessions,
             state=state,
+            telemetry=telemetry,
             upstreams=upstreams,
             routes=tuple(routes),
             source=doc.file,

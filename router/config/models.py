@@ -202,6 +202,19 @@ class StateSettings(FrozenModel):
         return self
 
 
+class TelemetrySettings(FrozenModel):
+    """OpenTelemetry tracing over OTLP/HTTP. Keys left None fall back on the standard `OTEL_*` variables,
+    read once when the table is applied; tracing is on only when an endpoint is known from either."""
+
+    enabled: bool | None = None  # False: off even if the environment names an endpoint
+    otlp_endpoint: str | None = None  # base URL; spans go to <endpoint>/v1/traces
+    sample_ratio: float | None = Field(default=None, ge=0, le=1)
+    service_name: str | None = None
+    headers: Mapping[str, str] = Field(default_factory=dict)  # secrets, masked like upstream credentials
+    timeout: float = Field(default=10.0, gt=0, le=60)  # one export, retries included
+    max_queue_size: int = Field(default=2048, ge=1, le=1_000_000)  # finished spans awaiting export
+
+
 class RouterConfig(FrozenModel):
     """A whole validated table, with where it came from so /status and reloads can name its version."""
 
@@ -211,6 +224,8 @@ class RouterConfig(FrozenModel):
     logging: LoggingSettings = LoggingSettings()
     sessions: SessionSettings = SessionSettings()
     state: StateSettings = StateSettings()
+
+    telemetry: TelemetrySettings = TelemetrySettings()
     upstreams: Mapping[str, UpstreamConfig]
     routes: tuple[RouteConfig, ...]
     source: str = "<memory>"

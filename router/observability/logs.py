@@ -198,6 +198,7 @@ class StructuredLog(Observer):
         log = self.logger
         method = log.info if record.status < 500 else log.warning
         ttft = record.ttft
+        overhead = record.overhead
         fields: dict[str, Any] = {
             "request_id": record.request_id,
             "route": shown(record.route, FIELD_LIMIT),
@@ -212,6 +213,8 @@ class StructuredLog(Observer):
             "retries": record.retries,
             "stream": record.stream,
             "key": record.principal if record.principal is None else shown(record.principal, FIELD_LIMIT),
+            "trace_id": record.trace_id,
+            "overhead_ms": None if overhead is None else round(overhead * 1000.0, 3),
         }
         if record.error is not None:
             # Redacted whole, then cut: a secret cut in two would escape the mask.

@@ -43,6 +43,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _BREAKER_STATES = tuple(str(state) for state in BreakerState)
 
 
@@ -56,6 +58,8 @@ class _RouteSeries:
     completion_tokens: Any
     retries: Any
     cancellations: Any
+    time_per_output_token: Any
+    overhead: Any
 
 
 class RouterMetrics(Observer):
@@ -103,6 +107,23 @@ class RouterMetrics(Observer):
             ["route"],
             registry=r,
         )
+        self.time_per_output_token = Histogram(
+            "router_time_per_output_token_seconds",
+            "Seconds per output token after the first, in complete streams whose upstream counted tokens:"
+            " (end - first token) / (completion tokens - 1).",
+            ["route"],
+            buckets=TPOT_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "router_overhead_seconds",
+            "Seconds the router itself added to a request that got an answer: its time minus the waits on"
+            " upstreams (slot, retry backoff, attempts); to the end of a whole answer, to a stream's first"
+            " byte.",
+            ["route"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
         self.reloads = Counter("router_config_reloads", "Reload attempts by result.", ["result"], registry=r)
         self.last_reload_ok = Gauge(
             "router_config_last_reload_successful", "1 if the last reload attempt succeeded.", registry=r
@@ -135,6 +156,8 @@ class RouterMetrics(Observer):
                 completion_tokens=self.completion_tokens.labels(route),
                 retries=self.retries.labels(route),
                 cancellations=self.cancellations.labels(route),
+                time_per_output_token=self.time_per_output_token.labels(route),
+                overhead=self.overhead.labels(route),
             )
             self._series[route] = series
         return series
@@ -159,6 +182,12 @@ class RouterMetrics(Observer):
             series.retries.inc(record.retries)
         if record.outcome == "client_cancelled":
             series.cancellations.inc()
+        overhead = record.overhead
+        if overhead is not None:
+            series.overhead.observe(overhead)
+        per_token = record.time_per_output_token
+        if per_token is not None:
+            series.time_per_output_token.observe(per_token)
 
     def reloaded(self, ok: bool, sha256: str, trigger: str) -> None:
         self.reloads.labels("success" if ok else "failure").inc()

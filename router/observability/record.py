@@ -56,6 +56,11 @@ class RequestRecord:
     completion_tokens: int | None = None
     error: str | None = None
     release: Callable[[], None] | None = None  # ends the request's share of its key's max_concurrency
+    # Tracing and the router's overhead: the trace id (tracing on), the seconds spent waiting on upstreams
+    # (slot waits, retry backoff, attempts), and when the answer started leaving (headers ready).
+    trace_id: str | None = None
+    upstream_wait: float = 0.0
+    served_at: float | None = None
 
     @property
     def duration(self) -> float:
@@ -66,6 +71,25 @@ class RequestRecord:
     def ttft(self) -> float | None:
         """Seconds from arrival to the first token (streams only)."""
         return None if self.first_token_at is None else self.first_token_at - self.started
+
+    @property
+    def overhead(self) -> float | None:
+        """Seconds the router itself added: the time not spent waiting on upstreams (slot waits, retry
+        backoff and attempts excluded). For a whole answer, from arrival to the end of the answer; for a
+        stream, from arrival to its first bytes being handed over (what it added to the time to first
+        token). None for a request that got no answer."""
+        if self.served_at is None:
+            return None
+        end = self.served_at if self.stream else (self.ended_at or time.perf_counter())
+        return max(end - self.started - self.upstream_wait, 0.0)
+
+    @property
+    def time_per_output_token(self) -> float | None:
+        """Seconds per output token after the first, for a complete stream that reported its tokens."""
+        tokens, first, end = self.completion_tokens, self.first_token_at, self.ended_at
+        if tokens is None or tokens < 2 or first is None or end is None or self.outcome != "ok":
+            return None
+        return (end - first) / (tokens - 1)
 
     def close(self, status: int, error: BaseException | None) -> None:
         """Note how the request ended (the message unredacted: every writer of the record masks it)."""

@@ -36,6 +36,12 @@ def config_secrets(config: RouterConfig) -> set[str]:
         password = urlsplit(upstream.base_url).password
         if password:
             secrets.add(password)
+    for value in config.telemetry.headers.values():  # a collector's credentials, whatever the header's name
+        secrets.add(value)
+        secrets.add(value.partition(" ")[2].strip())
+    collector = urlsplit(config.telemetry.otlp_endpoint or "").password
+    if collector:
+        secrets.add(collector)
     keys = [k.key for k in config.auth.api_keys] + [k.key for k in config.auth.admin_keys]
     for key in keys:
         value = key.get_secret_value()

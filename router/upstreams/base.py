@@ -52,6 +52,7 @@ class ChatCall:
     options: Mapping[str, Any]
     request_id: str
     collect_text: bool = False  # keep the answer's text (server-side sessions need it)
+    headers: Mapping[str, str] | None = None  # per attempt: the trace context (traceparent), tracing on
 
 
 @dataclass(slots=True)
@@ -65,12 +66,25 @@ class AnswerStats:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     text: list[str] | None = None
+    model: str | None = None  # the model the upstream says answered (traces: gen_ai.response.model)
+    finish_reason: str | None = None  # OpenAI's words (traces: gen_ai.response.finish_reasons)
 
     def take_usage(self, usage: Any) -> None:
         """Read an OpenAI `usage` object, if it is one."""
         if isinstance(usage, dict):
             self.prompt_tokens = usage.get("prompt_tokens")
             self.completion_tokens = usage.get("completion_tokens")
+
+    def take_end(self, answer: dict[str, Any], choice: Any) -> None:
+        """Note the answering model (first seen) and a choice's finish reason, when it has one."""
+        if self.model is None:
+            model = answer.get("model")
+            if isinstance(model, str):
+                self.model = model
+        if isinstance(choice, dict):
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str):
+                self.finish_reason = reason
 
     def take_choice(self, choice: Any, field: str) -> None:
         """Read one OpenAI choice's text (`field` is "message" for whole answers, "delta" for chunks)."""

@@ -136,14 +136,18 @@ async def post_json(
     limits: Limits,
     request_id: str,
     wire: Wire,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> aiohttp.ClientResponse:
     """POST `payload`, and return the response only if its status is a success.
 
     Error statuses become `UpstreamStatus` with the upstream's own message; connection failures become
     the matching `UpstreamError`. The caller owns the returned response and must release or close it.
     `url` is a parsed URL prepared once per upstream: parsing it again on every request is measurable.
+    `extra_headers` come from the router (the attempt's `traceparent`), never from the client.
     """
     headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
+    if extra_headers:  # the attempt's trace context, when tracing is on
+        headers.update(extra_headers)
     request = session.post(
         url,
         data=msgspec.json.encode(payload),

@@ -53,7 +53,13 @@ class OllamaAdapter(UpstreamAdapter):
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
-                self.session, self.chat_target, self._request(call, False), limits, call.request_id, self.wire
+                self.session,
+                self.chat_target,
+                self._request(call, False),
+                limits,
+                call.request_id,
+                self.wire,
+                call.headers,
             )
             answer = await read_json(response, self.chat_url, self.wire)
         if not isinstance(answer, dict) or "message" not in answer:
@@ -70,7 +76,7 @@ class OllamaAdapter(UpstreamAdapter):
         async def start() -> OllamaStream:
             payload = self._request(call, True)
             response = await post_json(
-                self.session, self.chat_target, payload, limits, call.request_id, self.wire
+                self.session, self.chat_target, payload, limits, call.request_id, self.wire, call.headers
             )
             return OllamaStream(response, self.chat_url, call, self.wire)
 
@@ -132,3 +138,7 @@ def record_final_line(stats: AnswerStats, line: dict[str, Any]) -> None:
     counts = ollama_mapping.usage(line)
     stats.prompt_tokens = counts["prompt_tokens"]
     stats.completion_tokens = counts["completion_tokens"]
+    stats.finish_reason = ollama_mapping.finish_reason(line)
+    model = line.get("model")
+    if isinstance(model, str):
+        stats.model = model

@@ -61,7 +61,13 @@ class OpenAIAdapter(UpstreamAdapter):
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
         async with deadline(limits.timeout, self.chat_url):
             response = await post_json(
-                self.session, self.chat_target, self._request(call), limits, call.request_id, self.wire
+                self.session,
+                self.chat_target,
+                self._request(call),
+                limits,
+                call.request_id,
+                self.wire,
+                call.headers,
             )
             raw = await read_body(response, self.chat_url, self.wire.max_response_bytes, self.wire)
         answer = decode_json(raw, self.chat_url, response.content_type)
@@ -76,12 +82,19 @@ class OpenAIAdapter(UpstreamAdapter):
         stats.take_usage(answer.get("usage"))
         for choice in answer["choices"]:
             stats.take_choice(choice, "message")
+            stats.take_end(answer, choice)
         return raw, stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         async def start() -> OpenAIStream:
             response = await post_json(
-                self.session, self.chat_target, self._request(call), limits, call.request_id, self.wire
+                self.session,
+                self.chat_target,
+                self._request(call),
+                limits,
+                call.request_id,
+                self.wire,
+                call.headers,
             )
             if "text/event-stream" not in response.content_type:
                 raw = await read_body(response, self.chat_url, self.wire.max_response_bytes, self.wire)
@@ -140,3 +153,4 @@ class OpenAIStream(LineStream):
         self.stats.take_usage(chunk.get("usage"))
         for choice in chunk.get("choices") or ():
             self.stats.take_choice(choice, "delta")
+            self.stats.take_end(chunk, choice)

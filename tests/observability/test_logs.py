@@ -20,6 +20,8 @@ from tests.support.router_server import RunningRouter, table
 Start = Callable[..., RunningRouter]
 MESSAGES = [{"role": "user", "content": "hello there"}]
 REQUEST_FIELDS = {
+    "trace_id",
+    "overhead_ms",
     "time",
     "level",
     "event",
@@ -88,6 +90,8 @@ def test_one_json_line_per_request_with_every_field(
         assert (line["status"], line["outcome"], line["retries"]) == (200, "ok", 0)
         assert line["completion_tokens"] == 5 and line["prompt_tokens"] > 0
         assert line["duration_ms"] > 0
+        assert 0 <= line["overhead_ms"] < line["duration_ms"]
+        assert line["trace_id"] is None  # tracing is off
         assert line["time"].endswith("Z")
     assert first["ttft_ms"] is None and first["stream"] is False
     assert 0 < second["ttft_ms"] <= second["duration_ms"] and second["stream"] is True

@@ -67,12 +67,22 @@ OTHER_KEY = "other-key-0123456789"
 LIMIT = 10
 
 
-def shared_table(redis_url: str, upstreams: dict[str, Any], routes: list[dict[str, Any]], **top: Any) -> str:
-    """A table on Redis with client keys `app` and `other` (unlimited) and `limited` (LIMIT a minute)."""
+def shared_table(
+    redis_url: str,
+    upstreams: dict[str, Any],
+    routes: list[dict[str, Any]],
+    redis_timeout: float = 0.25,
+    **top: Any,
+) -> str:
+    """A table on Redis with client keys `app` and `other` (unlimited) and `limited` (LIMIT a minute).
+
+    `redis_timeout` is `state.timeout`: short where a test makes Redis slow or lost on purpose, longer where
+    a test needs Redis to count as up even on a loaded machine (a slow call would fall back to local state).
+    """
     return table(
         upstreams,
         routes,
-        state={"backend": "redis", "url": redis_url, "timeout": 0.25, "ping_interval": 0.2},
+        state={"backend": "redis", "url": redis_url, "timeout": redis_timeout, "ping_interval": 0.2},
         auth={
             "api_keys": [
                 {"name": "app", "key": APP_KEY},

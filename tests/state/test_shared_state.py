@@ -71,6 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                         },
                     },
                 ],
+                redis_timeout=2.0,  # Redis must count as up even while the machine is busy
             )
         )
         fleet = Fleet(redis, chat, flaky, probed)
