@@ -194,6 +194,47 @@ def openai_handlers(table: RouteTable, services: ChatServices, door: Door) -> li
     return [chat_completions, list_models]
 
 
+def front_door_handler(
+    path: str,
+    door: Door,
+    services: ChatServices,
+    *,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    request_schema: dict[str, Any] | None = None,
+    request_description: str = "",
+) -> HTTPRouteHandler:
+    """The Litestar handler of one front door: it is in the OpenAPI document, and serves the requests the
+    fast path leaves to the app (CORS on, or no fast path). `request_schema` documents its body."""
+
+    async def front_door(request: Request[Any, Any, Any]) -> ASGIApp:
+        return await handle_chat(request, services, door)
+
+    operation: type[Operation] = ChatOperation
+    if request_schema is not None:
+        schema, description = request_schema, request_description
+
+        @dataclass
+        class DoorOperation(Operation):
+            def __post_init__(self) -> None:
+                self.request_body = RequestBody(
+                    content={"application/json": OpenAPIMediaType(schema=schema)},  # type: ignore[arg-type]
+                    required=True,
+                    description=description,
+                )
+
+        operation = DoorOperation
+    return post(
+        path,
+        operation_id=operation_id,
+        summary=summary,
+        tags=[tag],
+        operation_class=operation,
+        status_code=200,
+    )(front_door)
+
+
 def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
     """Liveness and readiness for orchestrators."""
     ready = {
