@@ -66,7 +66,7 @@ def test_no_server_errors(fuzz_router: Router, mode: GenerationMode) -> None:
             assert response.status_code < 500, where
             if response.status_code >= 400:
                 body = json.loads(response.text)
-                outer, inner = ERROR_KEYS.get(operation.path, OPENAI_ERROR)
+                outer, inner = ERROR_KEYS.get(case.operation.path, OPENAI_ERROR)
                 assert set(body) == outer and set(body["error"]) == inner, where
 
         try:
