@@ -1,6 +1,8 @@
 """Answering one chat request: authenticate, parse, resolve the route, dispatch, reply whole or streamed.
 
-Handlers hand over the request and a way to find its route, and get back a ready ASGI response.
+Handlers hand over the request and its front door (`router.dialects.base.Door`: the client's dialect and
+a way to find the route), and get back a ready ASGI response. The dialect translates the request into
+the internal model (OpenAI chat) and the answer back; everything in between is the same for all.
 Responses are Litestar's low-level ASGI responses with pre-encoded bodies, because the answer is already
 JSON bytes from the upstream: encoding it again would be work for nothing on every request. What the
 request holds lives in one `Exchange`, which every way out ends (once): the handler's error paths, the
@@ -19,11 +21,11 @@ from litestar.response.base import ASGIResponse
 
 from router.api.exchange import Exchange, Sessions, Turn, TurnSavingStream
 from router.api.middleware import request_id_of
+from router.dialects.base import ClientDialect, Door, Inbound, Resolve
 from router.dispatch import dispatch
 from router.errors import Redact, RouterError
 from router.observability import Observer
 from router.observability.telemetry import Telemetry
-from router.protocol.openai_chat import ChatRequest, parse_chat_request
 from router.registry import Registry
 from router.security import Access
 from router.streaming import SSEResponse
@@ -32,7 +34,7 @@ from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, Up
 
 SESSION_HEADER = b"x-session-id"
 
-__all__ = ["ChatServices", "Incoming", "Resolve", "Sessions", "WholeAnswer", "answer", "handle_chat"]
+__all__ = ["ChatServices", "Door", "Incoming", "Resolve", "Sessions", "WholeAnswer", "answer", "handle_chat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +50,6 @@ class ChatServices:
     telemetry: Telemetry | None = None  # tracing: its `tracer` is None when off (decided per table)
 
 
-Resolve = Callable[[ChatRequest], Route]
-
-
 class Incoming(Protocol):
     """What answering needs of an HTTP request: Litestar's `Request`, or the fast path's bare one."""
 
@@ -60,8 +59,11 @@ class Incoming(Protocol):
     async def body(self) -> bytes: ...
 
 
-async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolve) -> ASGIResponse:
-    """The whole life of a chat request up to its response; its exchange is ended on every path."""
+async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> ASGIResponse:
+    """The whole life of a chat request up to its response; its exchange is ended on every path.
+
+    Errors are raised (as they are): the caller writes them in `door.dialect.errors`' shape.
+    """
     scope = request.scope
     exchange = Exchange(request_id_of(scope), services.observer)
     record = exchange.record
@@ -69,11 +71,15 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
     tracer = telemetry.tracer if telemetry is not None else None
     if tracer is not None:
         exchange.trace = tracer.start(scope["headers"], record, scope["path"])
+    dialect = door.dialect
+    record.dialect = dialect.name
     try:
-        record.principal = services.access.authenticate(scope["headers"])
+        headers = scope["headers"]
+        record.principal = services.access.authenticate(headers)
         record.release = services.access.begin(record.principal)  # 429 past the key's max_concurrency
-        parsed, body = parse_chat_request(await request.body())
-        route = resolve(parsed)
+        inbound = dialect.parse(await request.body(), headers)
+        parsed = inbound.request
+        route = door.resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
         if exchange.trace is not None:
             exchange.trace.resolved(route, parsed)
@@ -82,13 +88,14 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
             await services.admit(record.principal)
         sessions = services.sessions
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
-            session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
+            session_id = parsed.session_id or _header(headers, SESSION_HEADER)
             if session_id:
+                body = inbound.body
                 sent = body["messages"]
                 past = await sessions.history(session_id, record.principal)
-                body = {**body, "messages": [*past, *sent]}
+                inbound.body = {**body, "messages": [*past, *sent]}
                 exchange.turn = Turn(sessions, session_id, record.principal, sent)
-        return await answer(route, parsed, body, exchange, services)
+        return await answer(route, inbound, dialect, exchange, services)
     except RouterError as error:
         exchange.end(error, error.status)
         raise
@@ -118,9 +125,10 @@ async def _open_stream(
 
 
 async def answer(
-    route: Route, request: ChatRequest, body: dict[str, Any], exchange: Exchange, services: ChatServices
+    route: Route, inbound: Inbound, dialect: ClientDialect, exchange: Exchange, services: ChatServices
 ) -> ASGIResponse:
-    """The response for `request` on `route` (or on one of its fallbacks the caller may use)."""
+    """The response for `inbound` on `route` (or on one of its fallbacks the caller may use), in `dialect`."""
+    request, body = inbound.request, inbound.body
     record = exchange.record
     collect = exchange.turn is not None
     allowed = services.access.allowed_routes(record.principal) if route.fallbacks else None
@@ -142,7 +150,11 @@ async def answer(
         headers = exchange.serve(lease, stream.stats)
         if exchange.turn is not None:
             stream = TurnSavingStream(stream, exchange)
-        return SSEResponse(stream, first, lease.route.config.policy, exchange.end, headers, services.redact)
+        policy = lease.route.config.policy
+        encoder = dialect.stream(inbound)
+        return SSEResponse(
+            stream, first, policy, exchange.end, headers, services.redact, encoder, dialect.errors
+        )
     (data, stats), lease = await dispatch(
         route,
         request,
@@ -160,7 +172,7 @@ async def answer(
         await exchange.save_turn()
     finally:
         exchange.upstream_done(None)
-    return WholeAnswer(data, headers, exchange)
+    return WholeAnswer(dialect.answer(data, inbound), headers, exchange)
 
 
 class WholeAnswer(ASGIResponse):

@@ -212,6 +212,7 @@ class StructuredLog(Observer):
             "completion_tokens": record.completion_tokens,
             "retries": record.retries,
             "stream": record.stream,
+            "dialect": record.dialect,
             "key": record.principal if record.principal is None else shown(record.principal, FIELD_LIMIT),
             "trace_id": record.trace_id,
             "overhead_ms": None if overhead is None else round(overhead * 1000.0, 3),

@@ -61,6 +61,7 @@ class RequestRecord:
     trace_id: str | None = None
     upstream_wait: float = 0.0
     served_at: float | None = None
+    dialect: str = "openai_chat"  # the client's dialect (`router.dialects`): which front door it used
 
     @property
     def duration(self) -> float:

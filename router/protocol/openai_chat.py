@@ -13,7 +13,7 @@ those of OpenAI's API, loose where it is (unknown keys inside these objects are 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -115,13 +115,59 @@ def parse_chat_request(raw: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object with a `messages` list")
-    try:
+    try:  # convert_body inlined: this is every chat request's path
         request = msgspec.convert(body, ChatRequest)
     except msgspec.ValidationError as exc:
-        message, param = _describe(str(exc))
-        where = f" (at `{param}`)" if param else ""
-        raise InvalidRequest(f"invalid request: {message}{where}", param=param) from None
+        raise _invalid(exc) from None
     return request, body
+
+
+def decode_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """The body as a JSON object; InvalidRequest (400) otherwise (`what` says what the object must hold).
+
+    For the other dialects' parsers: the same checks and words as the chat door's.
+    """
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object {what}")
+    return body
+
+
+def parse_chat_body(body: dict[str, Any]) -> ChatRequest:
+    """The typed view of an internal chat body (one a dialect built); InvalidRequest naming the field.
+
+    A dialect that translates its request into a chat body calls this on the result, so the router acts
+    on the same checked fields whatever the client spoke (the `param` then names the internal field).
+    """
+    return convert_body(body, ChatRequest)
+
+
+T = TypeVar("T")
+
+
+def convert_body(body: dict[str, Any], into: type[T]) -> T:
+    """`body` as the typed request `into` (a msgspec Struct); InvalidRequest (400) naming the field.
+
+    Every dialect's parser uses it, so a bad field reads the same at every door.
+    """
+    try:
+        return msgspec.convert(body, into)
+    except msgspec.ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: msgspec.ValidationError) -> InvalidRequest:
+    """msgspec's refusal as a 400 naming the field (`param`)."""
+    message, param = _describe(str(exc))
+    where = f" (at `{param}`)" if param else ""
+    return InvalidRequest(f"invalid request: {message}{where}", param=param)
 
 
 def _describe(text: str) -> tuple[str, str | None]:
