@@ -295,12 +295,18 @@ def _response_format(text: dict[str, Any] | None) -> dict[str, Any] | None:
     return None
 
 
+def with_instructions(request: ResponsesRequest, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages sent upstream: this request's `instructions` (a system message) first."""
+    if request.instructions:
+        return [{"role": "system", "content": request.instructions}, *messages]
+    return messages
+
+
 def chat_body(
     request: ResponsesRequest, messages: list[dict[str, Any]]
 ) -> tuple[ChatRequest, dict[str, Any]]:
     """The internal chat request for `messages` (the whole conversation, instructions excluded)."""
-    if request.instructions:
-        messages = [{"role": "system", "content": request.instructions}, *messages]
+    messages = with_instructions(request, messages)
     if not messages:
         raise _bad("`input` is empty: send a string or at least one message", "input")
     body: dict[str, Any] = {"messages": messages, "stream": request.stream}
