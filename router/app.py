@@ -38,6 +38,7 @@ from router.config.reserved import (
     OPENAI_CHAT_OPERATION,
     OPENAI_CHAT_PATH,
     OPENAI_MODELS_PATH,
+    OPENAI_RESPONSES_PATH,
     OPENAPI_PATH,
     READYZ_PATH,
     RESERVED_ROUTE_NAMES,
@@ -46,6 +47,7 @@ from router.config.reserved import (
 )
 from router.dialects.base import Door, Resolve
 from router.dialects.openai_chat import OPENAI_CHAT
+from router.dialects.openai_responses import OPENAI_RESPONSES, ResponsesRequest
 from router.echo import quoted
 from router.errors import InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
@@ -73,7 +75,13 @@ class ChatOperation(Operation):
 @cache
 def _request_schema() -> dict[str, Any]:
     """The JSON Schema of a chat request, inlined (Litestar rebuilds `components`, dropping extra ones)."""
-    schema = msgspec.json.schema(ChatRequest)
+    return _inline_schema(ChatRequest)
+
+
+@cache
+def _inline_schema(struct: type) -> dict[str, Any]:
+    """The JSON Schema of a msgspec request type with its `$defs` inlined, for a door's OpenAPI entry."""
+    schema = msgspec.json.schema(struct)
     definitions = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
@@ -100,6 +108,7 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
     doors: dict[str, Door] = {route.path: Door(OPENAI_CHAT, _fixed(route)) for route in table.routes}
     by_model = _by_model(table)
     doors[OPENAI_CHAT_PATH] = Door(OPENAI_CHAT, by_model)
+    doors[OPENAI_RESPONSES_PATH] = Door(OPENAI_RESPONSES, by_model)
     return doors
 
 
@@ -235,6 +244,20 @@ def front_door_handler(
     )(front_door)
 
 
+def responses_handler(services: ChatServices, door: Door) -> HTTPRouteHandler:
+    """`POST /v1/responses`, OpenAI's Responses API (docs/dialects/openai_responses.md)."""
+    return front_door_handler(
+        OPENAI_RESPONSES_PATH,
+        door,
+        services,
+        operation_id="responses",
+        summary="OpenAI Responses: `model` names a route",
+        tag="openai",
+        request_schema=_inline_schema(ResponsesRequest),
+        request_description="An OpenAI Responses request; fields with no meaning here are accepted, ignored.",
+    )
+
+
 def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
     """Liveness and readiness for orchestrators."""
     ready = {
@@ -280,6 +303,7 @@ def create_app(
     doors = doors or front_doors(table)
     handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
+    handlers.append(responses_handler(services, doors[OPENAI_RESPONSES_PATH]))
     handlers += probe_handlers(table)
     handlers += web_handlers()
     handlers += list(extra_handlers)

@@ -15,6 +15,7 @@ HEALTHZ_PATH = "/healthz"
 READYZ_PATH = "/readyz"
 OPENAI_CHAT_PATH = "/v1/chat/completions"
 OPENAI_MODELS_PATH = "/v1/models"
+OPENAI_RESPONSES_PATH = "/v1/responses"
 OPENAPI_PATH = "/schema"
 
 RESERVED_PATHS = frozenset({"/", HEALTHZ_PATH, READYZ_PATH, "/status", "/events", "/metrics", "/debug"})

@@ -84,6 +84,7 @@ from router.errors import ErrorDialect, ErrorReply
 from router.protocol.openai_chat import ChatRequest
 
 if TYPE_CHECKING:
+    from router.api.exchange import Sessions
     from router.table import Route
 
 Headers = Iterable[tuple[bytes, bytes]]
@@ -142,6 +143,16 @@ class ClientDialect(ABC):
     @abstractmethod
     def stream(self, inbound: Inbound) -> StreamEncoder:
         """The encoder of one streamed answer to `inbound`."""
+
+    def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
+        """Load a conversation the router stored for this client, once the caller is known and allowed.
+
+        For dialects whose clients name a stored conversation of their own (Responses'
+        `previous_response_id`): they read it from `sessions` (owner-bound) into `inbound.body` and may
+        arrange for the answer to be stored. The handler calls it only when `inbound.context` is set;
+        the default does nothing.
+        """
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,16 +20,22 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 
-from router.echo import shown
+from router.dialects.base import ClientDialect, Headers, Inbound, StreamEncoder
+from router.echo import quoted, shown
 from router.errors import OPENAI, ErrorDialect, ErrorReply, InvalidRequest, RouterError
 from router.protocol.openai_chat import ChatRequest
 
+if TYPE_CHECKING:
+    from router.api.exchange import Sessions
+
 __all__ = [
     "ERRORS",
+    "OPENAI_RESPONSES",
+    "OpenAIResponses",
     "ResponseNotFound",
     "ResponsesContext",
     "ResponsesRequest",
@@ -747,3 +753,69 @@ def _error_event(body: bytes) -> bytes:
 
 ERRORS = ErrorDialect("openai_responses", OPENAI.media_type, OPENAI.body, _error_event)
 """Responses errors have OpenAI's body; a stream that started ends with `error` and `response.failed`."""
+
+
+# ---- the front door ------------------------------------------------------------------------------------
+
+
+def load_conversation(sessions: Sessions | None, response_id: str, owner: str | None) -> list[dict[str, Any]]:
+    """The stored conversation of `response_id` for `owner`; ResponseNotFound (404) when there is none.
+
+    The store answers an unknown id with an empty history (a chat session may start under any id); a
+    stored response always holds at least its input, so empty means not there for this caller.
+    """
+    stored: list[dict[str, Any]] = []
+    if sessions is not None:
+        try:
+            stored = sessions.history(response_id, owner)
+        except RouterError:  # another key's, or an id no response can have: the same "not found"
+            stored = []
+    if not stored:
+        off = "" if sessions is not None else " (server-side conversations are off: sessions.enabled)"
+        raise ResponseNotFound(
+            f"no stored response {quoted(response_id)}{off}; it may have expired, been created with "
+            "`store: false` or by another key: send the whole conversation in `input` instead",
+            param="previous_response_id",
+        )
+    return prior_messages(stored)
+
+
+class OpenAIResponses(ClientDialect):
+    """`POST /v1/responses`: OpenAI's Responses API, on any route its `model` names."""
+
+    name = "openai_responses"
+    errors = ERRORS
+
+    def parse(self, raw: bytes, headers: Headers) -> Inbound:
+        """The request as a chat request; its own input is what a stored conversation gains."""
+        request = parse_request(raw)
+        sent = input_messages(request)
+        typed, body = chat_body(request, sent)
+        return Inbound(typed, body, ResponsesContext(request, sent))
+
+    def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
+        """Put the conversation `previous_response_id` names before the input; store this one if asked."""
+        context: ResponsesContext = inbound.context
+        request = context.request
+        if request.previous_response_id is not None:
+            context.history = load_conversation(sessions, request.previous_response_id, owner)
+            inbound.body["messages"] = with_instructions(request, [*context.history, *context.sent])
+        if request.store and sessions is not None:
+            response_id = context.response_id
+
+            def record(messages: list[dict[str, Any]], text: str) -> None:
+                sessions.record_turn(response_id, owner, messages, text, False)
+
+            context.record = record
+
+    def answer(self, whole: bytes, inbound: Inbound) -> bytes:
+        """The Response object (the conversation is stored on the way)."""
+        return inbound.context.answer(whole)  # type: ignore[no-any-return]
+
+    def stream(self, inbound: Inbound) -> StreamEncoder:
+        """A fresh state machine per answer."""
+        return ResponsesStream(inbound.context)
+
+
+OPENAI_RESPONSES = OpenAIResponses()
+"""The one instance: per-request state lives in `Inbound.context`."""
