@@ -31,7 +31,7 @@ def fakes() -> Iterator[tuple[ToolOllama, ToolOpenAI]]:
         yield ollama, local
 
 
-def _table(ollama: ToolOllama, local: ToolOpenAI, **top: Any) -> str:
+def _table(ollama: ToolOllama, local: ToolOpenAI, defaults: dict[str, Any] | None = None, **top: Any) -> str:
     return table(
         upstreams={
             "ollama": {"type": "ollama", "base_url": ollama.base_url},
@@ -41,7 +41,7 @@ def _table(ollama: ToolOllama, local: ToolOpenAI, **top: Any) -> str:
             {"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"},
             {"path": "/chat/local", "model": "smollm2", "upstream": "local", "max_tokens": 64},
         ],
-        defaults={"max_retries": 0},
+        defaults={"max_retries": 0, **(defaults or {})},
         **top,
     )
 
@@ -435,3 +435,51 @@ def _sse_events(router: RunningRouter, body: dict[str, Any]) -> list[dict[str, A
         if lines:
             events.append(json.loads(lines[0][len("data: ") :]))
     return events
+
+
+# ---- the relay's guarantees hold for this dialect too ---------------------------------------------------
+
+
+def test_heartbeats_while_silent_then_a_stall_fails_the_response(
+    fakes: tuple[ToolOllama, ToolOpenAI], start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(_table(*fakes, defaults={"heartbeat_interval": 0.1, "stall_timeout": 0.6}))
+    local = fakes[1]
+    local.reset()
+    body = {"model": "local", "input": "x", "stream": True}
+    local.set_behaviour("stall_mid_stream", after=2, seconds=0.4)  # silent, but less than the stall timeout
+    raw = _raw_stream(router, body)
+    assert ": keepalive" in raw
+    assert _sse_types(raw)[-1] == "response.completed"
+    local.set_behaviour("stall_mid_stream", after=2, seconds=5)  # silent beyond it
+    raw = _raw_stream(router, body)
+    assert _sse_types(raw)[-2:] == ["error", "response.failed"]
+    assert "stall_timeout" in raw
+    local.reset()
+
+
+def test_served_by_the_app_too_and_documented(
+    fakes: tuple[ToolOllama, ToolOpenAI], start_router: Callable[..., RunningRouter]
+) -> None:
+    """With CORS on, the fast path steps aside and the Litestar handler answers, alike."""
+    router = start_router(_table(*fakes, server={"cors_allowed_origins": ["http://example.test"]}))
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
+    assert client.responses.create(model="local", input="x").output_text == TEXT
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="local", input=[])
+    document = httpx.get(router.url + "/schema/openapi.json").json()
+    operation = document["paths"]["/v1/responses"]["post"]
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert {"input", "instructions", "previous_response_id", "store", "tools"} <= set(schema["properties"])
+
+
+def _raw_stream(router: RunningRouter, body: dict[str, Any]) -> str:
+    with httpx.stream("POST", router.url + "/v1/responses", json=body, timeout=10) as response:
+        assert response.status_code == 200
+        return response.read().decode()
+
+
+def _sse_types(raw: str) -> list[str]:
+    return [
+        json.loads(line[len("data: ") :])["type"] for line in raw.split("\n") if line.startswith("data: ")
+    ]
