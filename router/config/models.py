@@ -105,6 +105,7 @@ class RouteConfig(FrozenModel):
     options: Mapping[str, Any] = Field(default_factory=dict)  # upstream-native options (Ollama `options`)
     description: str | None = None
     policy: RoutePolicy = RoutePolicy()
+    aliases: tuple[str, ...] = ()  # other model names selecting this route (unique across the table)
 
 
 class ServerSettings(FrozenModel):

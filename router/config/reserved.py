@@ -16,6 +16,8 @@ READYZ_PATH = "/readyz"
 OPENAI_CHAT_PATH = "/v1/chat/completions"
 OPENAI_MODELS_PATH = "/v1/models"
 OPENAI_RESPONSES_PATH = "/v1/responses"
+ANTHROPIC_MESSAGES_PATH = "/v1/messages"
+ANTHROPIC_COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 OPENAPI_PATH = "/schema"
 
 RESERVED_PATHS = frozenset({"/", HEALTHZ_PATH, READYZ_PATH, "/status", "/events", "/metrics", "/debug"})
