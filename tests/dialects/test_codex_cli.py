@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.tools import ToolOpenAI
+from tests.fakes import FakeOpenAI
 from tests.support.router_server import RunningRouter, table
 
 pytestmark = pytest.mark.agents
@@ -30,14 +30,18 @@ CODEX = os.environ.get("CODEX_BIN") or shutil.which("codex")
 ANSWER = "The command printed codex-tool-ok."
 
 
+def _answered(body: dict[str, Any]) -> bool:
+    return bool(body["messages"][-1]["role"] == "tool")
+
+
 @pytest.fixture
-def upstream() -> Iterator[ToolOpenAI]:
-    with ToolOpenAI(["smollm2"]) as fake:
-        fake.reply_text = ANSWER
+def upstream() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(["smollm2"]) as fake:
+        fake.reply_text = lambda body: ANSWER if _answered(body) else ""
         fake.reply_tool_calls = lambda body: (
             None
-            if body["messages"][-1]["role"] == "tool"
-            else [("exec_command", {"cmd": "echo codex-tool-ok"})]
+            if _answered(body)
+            else [{"name": "exec_command", "arguments": {"cmd": "echo codex-tool-ok"}}]
         )
         yield fake
 
@@ -45,7 +49,7 @@ def upstream() -> Iterator[ToolOpenAI]:
 @pytest.mark.skipif(
     CODEX is None, reason="codex CLI not installed (npm install -g @openai/codex, or CODEX_BIN)"
 )
-def test_codex_exec_runs_a_tool_and_answers(upstream: ToolOpenAI, start_router: Any, tmp_path: Path) -> None:
+def test_codex_exec_runs_a_tool_and_answers(upstream: FakeOpenAI, start_router: Any, tmp_path: Path) -> None:
     router: RunningRouter = start_router(
         table(
             upstreams={"local": {"type": "openai", "base_url": upstream.base_url}},

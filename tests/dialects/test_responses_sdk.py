@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.tools import ToolOllama, ToolOpenAI
+from tests.fakes import FakeOllama, FakeOpenAI
 from tests.support.router_server import RunningRouter, table
 
 TEXT = "tok0 tok1 tok2 tok3 tok4"
@@ -26,12 +26,12 @@ ALICE, BOB = "alice-key-" + "a" * 20, "bob-key-" + "b" * 20
 
 
 @pytest.fixture(scope="module")
-def fakes() -> Iterator[tuple[ToolOllama, ToolOpenAI]]:
-    with ToolOllama(["qwen3:32b"]) as ollama, ToolOpenAI(["smollm2"]) as local:
+def fakes() -> Iterator[tuple[FakeOllama, FakeOpenAI]]:
+    with FakeOllama(["qwen3:32b"]) as ollama, FakeOpenAI(["smollm2"]) as local:
         yield ollama, local
 
 
-def _table(ollama: ToolOllama, local: ToolOpenAI, defaults: dict[str, Any] | None = None, **top: Any) -> str:
+def _table(ollama: FakeOllama, local: FakeOpenAI, defaults: dict[str, Any] | None = None, **top: Any) -> str:
     return table(
         upstreams={
             "ollama": {"type": "ollama", "base_url": ollama.base_url},
@@ -47,7 +47,7 @@ def _table(ollama: ToolOllama, local: ToolOpenAI, defaults: dict[str, Any] | Non
 
 
 @pytest.fixture(scope="module")
-def router(fakes: tuple[ToolOllama, ToolOpenAI]) -> Iterator[RunningRouter]:
+def router(fakes: tuple[FakeOllama, FakeOpenAI]) -> Iterator[RunningRouter]:
     running = RunningRouter.from_yaml(_table(*fakes)).start()
     yield running
     running.stop()
@@ -59,13 +59,11 @@ def kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def fake(kind: str, fakes: tuple[ToolOllama, ToolOpenAI]) -> Iterator[ToolOllama | ToolOpenAI]:
+def fake(kind: str, fakes: tuple[FakeOllama, FakeOpenAI]) -> Iterator[FakeOllama | FakeOpenAI]:
     upstream = fakes[0] if kind == "ollama" else fakes[1]
     upstream.reset()
-    upstream.reply_tool_calls = None
     yield upstream
     upstream.reset()
-    upstream.reply_tool_calls = None
 
 
 @pytest.fixture
@@ -78,7 +76,7 @@ def client(router: RunningRouter) -> openai.OpenAI:
     return openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
 
 
-def sent_messages(fake: ToolOllama | ToolOpenAI) -> list[dict[str, Any]]:
+def sent_messages(fake: FakeOllama | FakeOpenAI) -> list[dict[str, Any]]:
     """The messages the upstream received in its last chat request."""
     body = fake.last_request.json
     assert isinstance(body, dict)
@@ -130,7 +128,7 @@ def test_items_and_instructions(client: openai.OpenAI, fake: Any, model: str) ->
 
 
 def test_max_output_tokens_is_capped_and_reports_incomplete(
-    client: openai.OpenAI, fakes: tuple[ToolOllama, ToolOpenAI]
+    client: openai.OpenAI, fakes: tuple[FakeOllama, FakeOpenAI]
 ) -> None:
     local = fakes[1]
     local.reset()
@@ -195,13 +193,21 @@ def test_stream_failure_after_start_ends_with_response_failed(
 # ---- function calling --------------------------------------------------------------------------------
 
 
-def _weather_until_answered(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]] | None:
-    return None if body["messages"][-1]["role"] == "tool" else [("get_weather", {"city": "Paris"})]
+def _answered(body: dict[str, Any]) -> bool:
+    return bool(body["messages"][-1]["role"] == "tool")
+
+
+def call_weather_until_answered(fake: FakeOllama | FakeOpenAI) -> None:
+    """The model calls get_weather (and says nothing else) until the tool's result is in the conversation."""
+    fake.reply_tool_calls = lambda body: (
+        None if _answered(body) else [{"name": "get_weather", "arguments": {"city": "Paris"}}]
+    )
+    fake.reply_text = lambda body: TEXT if _answered(body) else ""
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_function_call_round_trip(client: openai.OpenAI, fake: Any, model: str, stream: bool) -> None:
-    fake.reply_tool_calls = _weather_until_answered
+    call_weather_until_answered(fake)
     question = {"role": "user", "content": "Weather in Paris?"}
     if stream:
         with client.responses.stream(model=model, input=[question], tools=[WEATHER_TOOL]) as events:
@@ -278,7 +284,7 @@ def test_previous_response_id_continues(client: openai.OpenAI, fake: Any, model:
 
 def test_previous_response_id_after_a_function_call(client: openai.OpenAI, fake: Any, model: str) -> None:
     """The Agents SDK's way: only the tool output is sent, the call comes from the stored response."""
-    fake.reply_tool_calls = _weather_until_answered
+    call_weather_until_answered(fake)
     first = client.responses.create(model=model, input="Weather in Paris?", tools=[WEATHER_TOOL])
     [call] = first.output
     assert call.type == "function_call"
@@ -311,7 +317,7 @@ def test_unknown_previous_response_id_is_404(client: openai.OpenAI, model: str) 
 
 
 def test_a_stored_response_belongs_to_its_key(
-    fakes: tuple[ToolOllama, ToolOpenAI], start_router: Callable[..., RunningRouter]
+    fakes: tuple[FakeOllama, FakeOpenAI], start_router: Callable[..., RunningRouter]
 ) -> None:
     keys = {
         "api_keys": [
@@ -361,7 +367,7 @@ def test_upstream_failure_before_the_stream_is_an_http_error(
 
 def test_codex_shaped_request(router: RunningRouter, fake: Any, model: str) -> None:
     """What codex-rs sends on every turn (docs/dialects/openai_responses.md, "Codex CLI")."""
-    fake.reply_tool_calls = _weather_until_answered
+    call_weather_until_answered(fake)
     shell_tool = {
         "type": "function",
         "name": "shell",
@@ -441,7 +447,7 @@ def _sse_events(router: RunningRouter, body: dict[str, Any]) -> list[dict[str, A
 
 
 def test_heartbeats_while_silent_then_a_stall_fails_the_response(
-    fakes: tuple[ToolOllama, ToolOpenAI], start_router: Callable[..., RunningRouter]
+    fakes: tuple[FakeOllama, FakeOpenAI], start_router: Callable[..., RunningRouter]
 ) -> None:
     router = start_router(_table(*fakes, defaults={"heartbeat_interval": 0.1, "stall_timeout": 0.6}))
     local = fakes[1]
@@ -459,7 +465,7 @@ def test_heartbeats_while_silent_then_a_stall_fails_the_response(
 
 
 def test_served_by_the_app_too_and_documented(
-    fakes: tuple[ToolOllama, ToolOpenAI], start_router: Callable[..., RunningRouter]
+    fakes: tuple[FakeOllama, FakeOpenAI], start_router: Callable[..., RunningRouter]
 ) -> None:
     """With CORS on, the fast path steps aside and the Litestar handler answers, alike."""
     router = start_router(_table(*fakes, server={"cors_allowed_origins": ["http://example.test"]}))
