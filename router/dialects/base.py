@@ -84,7 +84,6 @@ from router.errors import ErrorDialect, ErrorReply
 from router.protocol.openai_chat import ChatRequest
 
 if TYPE_CHECKING:
-    from router.api.exchange import Sessions
     from router.table import Route
 
 Headers = Iterable[tuple[bytes, bytes]]
@@ -101,6 +100,23 @@ class Inbound:
     request: ChatRequest
     body: dict[str, Any]
     context: Any = None
+
+
+class Sessions(Protocol):
+    """The session store as a dialect sees it: the same two calls as the handler's (`router.sessions`).
+
+    Declared here, not imported from the API layer, so that dialects stay below it.
+    """
+
+    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+        """The stored messages of a session (empty for an unknown one); RouterError if not the owner's."""
+        ...
+
+    def record_turn(
+        self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
+    ) -> None:
+        """Append what the client sent and what the model answered; never raises."""
+        ...
 
 
 class StreamEncoder(Protocol):

@@ -20,17 +20,14 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
 
-from router.dialects.base import ClientDialect, Headers, Inbound, StreamEncoder
+from router.dialects.base import ClientDialect, Headers, Inbound, Sessions, StreamEncoder
 from router.echo import quoted, shown
 from router.errors import OPENAI, ErrorDialect, ErrorReply, InvalidRequest, RouterError
 from router.protocol.openai_chat import ChatRequest
-
-if TYPE_CHECKING:
-    from router.api.exchange import Sessions
 
 __all__ = [
     "ERRORS",
