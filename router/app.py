@@ -350,9 +350,7 @@ def create_app(
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,
-        exception_handlers=exception_handlers(
-            redact, {path: door.dialect.errors for path, door in doors.items()}
-        ),
+        exception_handlers=exception_handlers(redact, _error_dialects(doors)),
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging

@@ -6,6 +6,7 @@ model names, as a client built for Anthropic would send them).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -258,3 +259,92 @@ def test_x_api_key_authenticates(
     assert caught.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     with pytest.raises(anthropic.AuthenticationError):
         bad.messages.count_tokens(model=MODELS[1], messages=[{"role": "user", "content": "hi"}])
+
+
+def _events(response: httpx.Response) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    name = ""
+    for line in response.iter_lines():
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            out.append((name, json.loads(line.removeprefix("data: "))))
+    return out
+
+
+@pytest.mark.parametrize("upstream", ["ollama", "openai"])
+def test_pings_while_silent_and_a_stall_is_an_error_event(
+    fake_ollama: FakeOllama,
+    fake_openai: FakeOpenAI,
+    start_router: Callable[..., RunningRouter],
+    upstream: str,
+) -> None:
+    fake = fake_ollama if upstream == "ollama" else fake_openai
+    fake.set_behaviour("stall_mid_stream", after=2, seconds=10)
+    router = start_router(
+        table(
+            upstreams={upstream: {"type": upstream, "base_url": fake.base_url}},
+            routes=[
+                {"path": "/chat/m", "model": fake.models[0], "upstream": upstream, "aliases": ["claude"]}
+            ],
+            defaults={"heartbeat_interval": 0.1, "stall_timeout": 0.6},
+        )
+    )
+    request = {
+        "model": "claude",
+        "max_tokens": 50,
+        "stream": True,
+        "messages": [{"role": "user", "content": "x"}],
+    }
+    with httpx.stream("POST", router.url + "/v1/messages", json=request, timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        seen = _events(response)
+    kinds = [name for name, _ in seen]
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert kinds.count("ping") >= 3
+    assert kinds[-1] == "error" and "message_stop" not in kinds
+    assert seen[-1][1]["type"] == "error" and seen[-1][1]["error"]["type"] == "timeout_error"
+    assert "stall_timeout" in seen[-1][1]["error"]["message"]
+    fake.wait_for(lambda: fake.disconnects == 1, timeout=3)
+
+
+def test_the_framework_s_own_errors_on_these_paths_are_anthropic_shaped(router: RunningRouter) -> None:
+    wrong_method = httpx.get(router.url + "/v1/messages")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["type"] == "error"
+    assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+    big = b'{"model": "haiku", "messages": [{"role": "user", "content": "' + b"x" * (5 << 20) + b'"}]}'
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        too_large = httpx.post(router.url + path, content=big, headers={"content-type": "application/json"})
+        assert too_large.status_code == 413
+        assert too_large.json()["error"]["type"] == "request_too_large", path
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_thinking_reaches_the_upstream_s_reasoning_knob(
+    client: anthropic.Anthropic, fake_ollama: FakeOllama, fake_openai: FakeOpenAI, model: str
+) -> None:
+    client.messages.create(
+        model=model,
+        max_tokens=5000,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[{"role": "user", "content": "think"}],
+    )
+    sent = _upstream_body(fake_ollama, fake_openai, model)
+    if model == MODELS[0]:
+        assert sent["think"] is True
+    else:
+        assert sent["reasoning_effort"] == "low"
+
+
+def test_a_session_keeps_the_conversation_across_messages_requests(
+    client: anthropic.Anthropic, fake_openai: FakeOpenAI
+) -> None:
+    headers = {"X-Session-ID": "anthropic-s1"}
+    hello = [{"role": "user", "content": "my name is Ada"}]
+    client.messages.create(model=MODELS[1], max_tokens=10, messages=hello, extra_headers=headers)  # type: ignore[arg-type]
+    again = [{"role": "user", "content": "what is my name?"}]
+    client.messages.create(model=MODELS[1], max_tokens=10, messages=again, extra_headers=headers)  # type: ignore[arg-type]
+    history = fake_openai.last_request.json["messages"]
+    assert [m["content"] for m in history] == ["my name is Ada", TEXT, "what is my name?"]
