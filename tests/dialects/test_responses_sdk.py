@@ -489,3 +489,15 @@ def _sse_types(raw: str) -> list[str]:
     return [
         json.loads(line[len("data: ") :])["type"] for line in raw.split("\n") if line.startswith("data: ")
     ]
+
+
+def test_with_sessions_off_nothing_is_stored(
+    fakes: tuple[FakeOllama, FakeOpenAI], start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(_table(*fakes, sessions={"enabled": False}))
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
+    first = client.responses.create(model="local", input="x")
+    assert first.output_text == TEXT
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.create(model="local", input="y", previous_response_id=first.id)
+    assert "sessions.enabled" in caught.value.message
