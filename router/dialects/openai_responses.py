@@ -38,8 +38,12 @@ __all__ = [
     "ResponsesRequest",
     "ResponsesStream",
     "chat_body",
+    "input_messages",
+    "load_conversation",
+    "new_id",
     "parse_request",
     "prior_messages",
+    "with_instructions",
 ]
 
 # Input item types that carry nothing a chat model can be sent (hosted tools' traces, encrypted
