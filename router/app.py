@@ -40,6 +40,7 @@ from router.config.reserved import (
     OPENAI_CHAT_OPERATION,
     OPENAI_CHAT_PATH,
     OPENAI_MODELS_PATH,
+    OPENAI_RESPONSES_PATH,
     OPENAPI_PATH,
     READYZ_PATH,
     RESERVED_ROUTE_NAMES,
@@ -54,6 +55,7 @@ from router.dialects.anthropic_messages import (
 )
 from router.dialects.base import Door, Resolve
 from router.dialects.openai_chat import OPENAI_CHAT
+from router.dialects.openai_responses import OPENAI_RESPONSES, ResponsesRequest
 from router.echo import quoted
 from router.errors import ErrorDialect, InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
@@ -114,6 +116,7 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
     doors: dict[str, Door] = {route.path: Door(OPENAI_CHAT, _fixed(route)) for route in table.routes}
     by_model = _by_model(table)
     doors[OPENAI_CHAT_PATH] = Door(OPENAI_CHAT, by_model)
+    doors[OPENAI_RESPONSES_PATH] = Door(OPENAI_RESPONSES, by_model)
     doors[ANTHROPIC_MESSAGES_PATH] = Door(ANTHROPIC_MESSAGES, by_model)
     return doors
 
@@ -250,6 +253,20 @@ def front_door_handler(
     )(front_door)
 
 
+def responses_handler(services: ChatServices, door: Door) -> HTTPRouteHandler:
+    """`POST /v1/responses`, OpenAI's Responses API (docs/dialects/openai_responses.md)."""
+    return front_door_handler(
+        OPENAI_RESPONSES_PATH,
+        door,
+        services,
+        operation_id="responses",
+        summary="OpenAI Responses: `model` names a route",
+        tag="openai",
+        request_schema=_request_schema(ResponsesRequest),
+        request_description="An OpenAI Responses request; fields with no meaning here are accepted, ignored.",
+    )
+
+
 def anthropic_handlers(services: ChatServices, door: Door) -> list[HTTPRouteHandler]:
     """`/v1/messages` (Anthropic's Messages API; the route chosen by `model`) and its token counter."""
     messages = front_door_handler(
@@ -335,6 +352,7 @@ def create_app(
     doors = doors or front_doors(table)
     handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
+    handlers.append(responses_handler(services, doors[OPENAI_RESPONSES_PATH]))
     handlers += anthropic_handlers(services, doors[ANTHROPIC_MESSAGES_PATH])
     handlers += probe_handlers(table, state_status)
     handlers += web_handlers()

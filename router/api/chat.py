@@ -87,6 +87,8 @@ async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> 
         if services.admit is not None:
             await services.admit(record.principal)
         sessions = services.sessions
+        if inbound.context is not None:  # a dialect's own stored conversations (Responses)
+            dialect.join_conversation(inbound, sessions, record.principal)
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
             session_id = parsed.session_id or _header(headers, SESSION_HEADER)
             if session_id:

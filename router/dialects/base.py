@@ -113,6 +113,23 @@ class Inbound:
     context: Any = None
 
 
+class Sessions(Protocol):
+    """The session store as a dialect sees it: the same two calls as the handler's (`router.sessions`).
+
+    Declared here, not imported from the API layer, so that dialects stay below it.
+    """
+
+    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+        """The stored messages of a session (empty for an unknown one); RouterError if not the owner's."""
+        ...
+
+    def record_turn(
+        self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
+    ) -> None:
+        """Append what the client sent and what the model answered; never raises."""
+        ...
+
+
 class StreamEncoder(Protocol):
     """Writes one streamed answer in a client's dialect; one instance per answer (it may keep state)."""
 
@@ -153,6 +170,16 @@ class ClientDialect(ABC):
     @abstractmethod
     def stream(self, inbound: Inbound) -> StreamEncoder:
         """The encoder of one streamed answer to `inbound`."""
+
+    def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
+        """Load a conversation the router stored for this client, once the caller is known and allowed.
+
+        For dialects whose clients name a stored conversation of their own (Responses'
+        `previous_response_id`): they read it from `sessions` (owner-bound) into `inbound.body` and may
+        arrange for the answer to be stored. The handler calls it only when `inbound.context` is set;
+        the default does nothing.
+        """
+        return None
 
 
 @dataclass(frozen=True, slots=True)
