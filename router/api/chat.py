@@ -88,7 +88,7 @@ async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> 
             await services.admit(record.principal)
         sessions = services.sessions
         if inbound.context is not None:  # a dialect's own stored conversations (Responses)
-            dialect.join_conversation(inbound, sessions, record.principal)
+            await dialect.join_conversation(inbound, sessions, record.principal)
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
             session_id = parsed.session_id or _header(headers, SESSION_HEADER)
             if session_id:
@@ -172,9 +172,11 @@ async def answer(
     headers = exchange.serve(lease, stats)
     try:
         await exchange.save_turn()
+        answered = dialect.answer(data, inbound)
+        await dialect.settle(inbound)
     finally:
         exchange.upstream_done(None)
-    return WholeAnswer(dialect.answer(data, inbound), headers, exchange)
+    return WholeAnswer(answered, headers, exchange)
 
 
 class WholeAnswer(ASGIResponse):

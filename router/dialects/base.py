@@ -119,14 +119,14 @@ class Sessions(Protocol):
     Declared here, not imported from the API layer, so that dialects stay below it.
     """
 
-    def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
+    async def history(self, session_id: str, owner: str | None) -> list[dict[str, Any]]:
         """The stored messages of a session (empty for an unknown one); RouterError if not the owner's."""
         ...
 
-    def record_turn(
+    async def record_turn(
         self, session_id: str, owner: str | None, sent: list[dict[str, Any]], answer: str, interrupted: bool
     ) -> None:
-        """Append what the client sent and what the model answered; never raises."""
+        """Append what the client sent and what the model answered (a shared store may raise 503)."""
         ...
 
 
@@ -171,7 +171,7 @@ class ClientDialect(ABC):
     def stream(self, inbound: Inbound) -> StreamEncoder:
         """The encoder of one streamed answer to `inbound`."""
 
-    def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
+    async def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
         """Load a conversation the router stored for this client, once the caller is known and allowed.
 
         For dialects whose clients name a stored conversation of their own (Responses'
@@ -179,6 +179,11 @@ class ClientDialect(ABC):
         arrange for the answer to be stored. The handler calls it only when `inbound.context` is set;
         the default does nothing.
         """
+        return None
+
+    async def settle(self, inbound: Inbound) -> None:
+        """Wait until what `answer` arranged to store is stored (a whole answer is sent only then, so the
+        client's next request, on any process, finds it). The default has nothing to wait for."""
         return None
 
 

@@ -16,6 +16,8 @@ is kept under its id (`ResponsesContext.conversation` once answered); a new requ
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -28,6 +30,9 @@ from router.dialects.base import ClientDialect, Headers, Inbound, Sessions, Stre
 from router.echo import quoted, shown
 from router.errors import OPENAI, ErrorDialect, ErrorReply, InvalidRequest, RouterError
 from router.protocol.openai_chat import ChatRequest
+from router.sessions import SessionNotFound
+
+log = logging.getLogger("router.dialects")
 
 __all__ = [
     "ERRORS",
@@ -475,6 +480,7 @@ class ResponsesContext:
     created_at: int = field(default_factory=lambda: int(time.time()))
     history: list[dict[str, Any]] = field(default_factory=list)
     record: Record | None = None
+    saving: asyncio.Task[None] | None = None  # the store `record` started, awaited by `settle`
 
     def response(
         self,
@@ -759,7 +765,9 @@ ERRORS = ErrorDialect("openai_responses", OPENAI.media_type, OPENAI.body, _error
 # ---- the front door ------------------------------------------------------------------------------------
 
 
-def load_conversation(sessions: Sessions | None, response_id: str, owner: str | None) -> list[dict[str, Any]]:
+async def load_conversation(
+    sessions: Sessions | None, response_id: str, owner: str | None
+) -> list[dict[str, Any]]:
     """The stored conversation of `response_id` for `owner`; ResponseNotFound (404) when there is none.
 
     The store answers an unknown id with an empty history (a chat session may start under any id); a
@@ -768,8 +776,11 @@ def load_conversation(sessions: Sessions | None, response_id: str, owner: str | 
     stored: list[dict[str, Any]] = []
     if sessions is not None:
         try:
-            stored = sessions.history(response_id, owner)
-        except RouterError:  # another key's, or an id no response can have: the same "not found"
+            stored = await sessions.history(response_id, owner)
+        except (
+            SessionNotFound,
+            InvalidRequest,
+        ):  # another key's, or an id no response can have: the same "not found"
             stored = []
     if not stored:
         off = "" if sessions is not None else " (server-side conversations are off: sessions.enabled)"
@@ -794,20 +805,30 @@ class OpenAIResponses(ClientDialect):
         typed, body = chat_body(request, sent)
         return Inbound(typed, body, ResponsesContext(request, sent))
 
-    def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
+    async def join_conversation(self, inbound: Inbound, sessions: Sessions | None, owner: str | None) -> None:
         """Put the conversation `previous_response_id` names before the input; store this one if asked."""
         context: ResponsesContext = inbound.context
         request = context.request
         if request.previous_response_id is not None:
-            context.history = load_conversation(sessions, request.previous_response_id, owner)
+            context.history = await load_conversation(sessions, request.previous_response_id, owner)
             inbound.body["messages"] = with_instructions(request, [*context.history, *context.sent])
         if request.store and sessions is not None:
             response_id = context.response_id
 
             def record(messages: list[dict[str, Any]], text: str) -> None:
-                sessions.record_turn(response_id, owner, messages, text, False)
+                # Called while the answer is written (synchronously); the store is awaited by `settle`
+                # for a whole answer, and finishes on its own for a stream that just ended.
+                saving = sessions.record_turn(response_id, owner, messages, text, False)
+                context.saving = asyncio.get_running_loop().create_task(_stored(saving, response_id))
 
             context.record = record
+
+    async def settle(self, inbound: Inbound) -> None:
+        """Wait for this response's conversation to be stored (a shared store's failure is a 503)."""
+        saving = inbound.context.saving
+        if saving is not None:
+            inbound.context.saving = None
+            await saving
 
     def answer(self, whole: bytes, inbound: Inbound) -> bytes:
         """The Response object (the conversation is stored on the way)."""
@@ -816,6 +837,15 @@ class OpenAIResponses(ClientDialect):
     def stream(self, inbound: Inbound) -> StreamEncoder:
         """A fresh state machine per answer."""
         return ResponsesStream(inbound.context)
+
+
+async def _stored(saving: Any, response_id: str) -> None:
+    """Await one store of a conversation; a failure is logged (a stream's end has already gone)."""
+    try:
+        await saving
+    except Exception as error:
+        log.warning("response %s: conversation not stored: %s", quoted(response_id), error)
+        raise
 
 
 OPENAI_RESPONSES = OpenAIResponses()
