@@ -220,10 +220,12 @@ def test_a_prompt_list_of_one_is_one_prompt(client: openai.OpenAI, ollama: FakeO
 
 def test_a_failure_mid_stream_is_a_final_error_event(client: openai.OpenAI, compatible: FakeOpenAI) -> None:
     compatible.set_behaviour("error_line", after=2)
-    stream = client.completions.create(model="local", prompt="p", stream=True)
-    with pytest.raises(openai.APIError):
-        for _ in stream:
-            pass
+    compatible.chunk_delay = 0.3  # the first chunk is relayed before the failure: the status is sent
+    texts: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.completions.create(model="local", prompt="p", stream=True):
+            texts.extend(choice.text for choice in chunk.choices)
+    assert texts[:1] == ["tok0"] and "failed mid-answer" in caught.value.message
 
 
 def test_completions_fail_over_like_chat(
