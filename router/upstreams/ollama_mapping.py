@@ -18,6 +18,7 @@ import msgspec
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 _SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
+_EXTRA_SAMPLING = ("top_k",)  # not OpenAI's, but what OpenAI-compatible servers (and Anthropic clients) send
 
 
 def chat_request(
@@ -29,7 +30,7 @@ def chat_request(
 ) -> dict[str, Any]:
     """The `/api/chat` body for an OpenAI request. `stream` is always explicit: Ollama defaults to true."""
     options = dict(route_options)
-    for key in _SAMPLING:
+    for key in _SAMPLING + _EXTRA_SAMPLING:
         value = body.get(key)
         if value is not None:
             options[key] = value
@@ -46,6 +47,8 @@ def chat_request(
     }
     if body.get("tools"):
         request["tools"] = body["tools"]
+    if body.get("reasoning_effort"):  # OpenAI's reasoning knob (Anthropic's `thinking`): Ollama's `think`
+        request["think"] = True
     response_format = body.get("response_format")
     if isinstance(response_format, dict):
         if response_format.get("type") == "json_object":
