@@ -32,6 +32,7 @@ from litestar.types import ASGIApp
 from router import __version__
 from router.api.chat import ChatServices, Resolve, handle_chat
 from router.api.errors import exception_handlers
+from router.api.ollama import ollama_listing_handlers
 from router.api.web import web_handlers
 from router.config.reserved import (
     HEALTHZ_PATH,
@@ -236,6 +237,7 @@ def create_app(
     handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])
     handlers += probe_handlers(table)
+    handlers += ollama_listing_handlers(table, services)
     handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(

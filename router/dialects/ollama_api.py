@@ -26,10 +26,10 @@ import msgspec
 from router.echo import shown
 from router.errors import ErrorDialect, ErrorReply, InvalidRequest, RouterError
 from router.protocol.openai_chat import ChatRequest, StreamOptions
+from router.upstreams.ollama_mapping import OLLAMA_EXTRAS
 
-OLLAMA_EXTRAS = "ollama"
-"""Router-only body key: the Ollama settings OpenAI has no words for (`options` such as `top_k` or
-`num_ctx`, `keep_alive`, `think`). An ollama upstream passes them on; an OpenAI-compatible one drops them."""
+# OLLAMA_EXTRAS, a router-only body key: the Ollama settings OpenAI has no words for (`options` such as
+# `top_k` or `num_ctx`, `keep_alive`, `think`). An ollama upstream passes them on; an OpenAI one drops them.
 
 NDJSON = "application/x-ndjson"
 

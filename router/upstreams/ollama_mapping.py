@@ -18,6 +18,11 @@ import msgspec
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 _SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
+# The Ollama front door's settings OpenAI has no words for, under one router-only key of the internal body
+# (router.dialects.ollama_api.OLLAMA_EXTRAS): `options` (below the client's sampling fields and the cap),
+# `keep_alive` and `think`, passed to Ollama as the client wrote them.
+OLLAMA_EXTRAS = "ollama"
+_EXTRA_FIELDS = ("keep_alive", "think")
 
 
 def chat_request(
@@ -29,6 +34,9 @@ def chat_request(
 ) -> dict[str, Any]:
     """The `/api/chat` body for an OpenAI request. `stream` is always explicit: Ollama defaults to true."""
     options = dict(route_options)
+    extras = body.get(OLLAMA_EXTRAS)
+    if extras:
+        options.update(extras.get("options") or {})
     for key in _SAMPLING:
         value = body.get(key)
         if value is not None:
@@ -46,6 +54,10 @@ def chat_request(
     }
     if body.get("tools"):
         request["tools"] = body["tools"]
+    if extras:
+        for key in _EXTRA_FIELDS:
+            if key in extras:
+                request[key] = extras[key]
     response_format = body.get("response_format")
     if isinstance(response_format, dict):
         if response_format.get("type") == "json_object":

@@ -28,7 +28,7 @@ from router.upstreams.http import (
     read_body,
 )
 
-ROUTER_ONLY_FIELDS = ("session_id",)
+ROUTER_ONLY_FIELDS = ("session_id", "ollama")  # "ollama": the Ollama front door's extras, Ollama-only
 
 
 class OpenAIAdapter(UpstreamAdapter):

@@ -1,0 +1,214 @@
+"""Ollama's API as a front door: the model listings and the version (`/api/tags`, `/api/show`, `/api/ps`,
+`/api/version`), answered from the route table.
+
+Tools written for Ollama list the models first and then name one in `/api/chat`: here the models are the
+routes, under their names and aliases, so whatever a tool picks from the list also works in a request. The
+router cannot know what Ollama would say about the files behind a model (size, digest, quantization), so
+those fields are honest placeholders (0, a digest of the route's name and model, empty strings);
+docs/dialects/ollama_api.md lists each field and its source. Errors are Ollama's `{"error": "..."}`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Request, get, head, post, route
+from litestar.handlers import HTTPRouteHandler
+from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp
+
+from router.api.chat import ChatServices
+from router.dialects.ollama_api import OLLAMA_ERRORS
+from router.echo import quoted
+from router.errors import InvalidRequest, NotFound, RouterError, encode_error
+from router.table import Route, RouteTable
+
+OLLAMA_API_VERSION = "0.33.0"
+"""What `/api/version` answers: the Ollama release whose API this front door follows (clients compare it
+against the version a feature needs, so it must read as an Ollama version, not the router's own)."""
+
+TAGS_PATH = "/api/tags"
+SHOW_PATH = "/api/show"
+PS_PATH = "/api/ps"
+VERSION_PATH = "/api/version"
+
+_LATEST = ":latest"
+
+
+def route_names(route: Route) -> tuple[str, ...]:
+    """The names a route is listed under: its name, then its aliases."""
+    aliases: Iterable[str] = getattr(route.config, "aliases", ()) or ()
+    return (route.name, *(a for a in aliases if a != route.name))
+
+
+def find_route(table: RouteTable, name: str) -> Route:
+    """The route a model name selects (its name, model or an alias; `name:latest` is `name`, as in
+    Ollama); 404 in Ollama's words otherwise."""
+    found = table.by_model.get(name)
+    if found is None and name.endswith(_LATEST):
+        found = table.by_model.get(name.removesuffix(_LATEST))
+    if found is None:
+        raise NotFound(
+            f"model {quoted(name)} not found: no route has that name, model or alias; "
+            "GET /api/tags lists them",
+            param="model",
+        )
+    return found
+
+
+def _json(data: Any) -> ASGIResponse:
+    return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json")
+
+
+def error_response(error: BaseException, services: ChatServices) -> ASGIResponse:
+    """Any failure as Ollama writes it: `{"error": "..."}` with the status."""
+    reply = encode_error(error, services.redact, OLLAMA_ERRORS)
+    return ASGIResponse(
+        body=reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
+    )
+
+
+def _kind(route: Route) -> str:
+    return str(getattr(route.config, "kind", "chat"))
+
+
+def _details(route: Route) -> dict[str, Any]:
+    """What Ollama reads from the model file; unknown behind a route, so empty."""
+    return {
+        "parent_model": "",
+        "format": "",
+        "family": "",
+        "families": [],
+        "parameter_size": "",
+        "quantization_level": "",
+    }
+
+
+def _parameters(route: Route) -> str:
+    """The route's `options` as `ollama show` prints a Modelfile's parameters (name padded, then value)."""
+    lines = []
+    for key, value in route.options.items():
+        for item in value if isinstance(value, list) else [value]:
+            text = (
+                msgspec.json.encode(item).decode()
+                if isinstance(item, str)
+                else str(item).lower()
+                if isinstance(item, bool)
+                else str(item)
+            )
+            lines.append(f"{key:<30} {text}")
+    return "\n".join(lines)
+
+
+def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[HTTPRouteHandler]:
+    """`/api/tags`, `/api/show`, `/api/ps` and `/api/version` for one table version."""
+    modified_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    entries: list[tuple[Route, dict[str, Any]]] = []
+    for r in table.routes:
+        digest = hashlib.sha256(f"{r.name}\0{r.model}".encode()).hexdigest()
+        for name in route_names(r):
+            entries.append(
+                (
+                    r,
+                    {
+                        "name": name,
+                        "model": name,
+                        "modified_at": modified_at,
+                        "size": 0,
+                        "digest": digest,
+                        "details": _details(r),
+                    },
+                )
+            )
+
+    def visible(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
+        access = services.access
+        allowed = access.allowed_routes(access.authenticate(request.scope["headers"]))
+        return [entry for r, entry in entries if allowed is None or r.path in allowed]
+
+    def answering(build: Callable[[Request[Any, Any, Any]], Any]) -> Callable[..., Any]:
+        async def handler(request: Request[Any, Any, Any]) -> ASGIApp:
+            try:
+                return _json(await build(request))
+            except RouterError as error:
+                return error_response(error, services)
+
+        return handler
+
+    async def tags(request: Request[Any, Any, Any]) -> Any:
+        return {"models": visible(request)}
+
+    async def ps(request: Request[Any, Any, Any]) -> Any:
+        return {"models": [{**entry, "size_vram": 0} for entry in visible(request)]}
+
+    async def show(request: Request[Any, Any, Any]) -> Any:
+        access = services.access
+        principal = access.authenticate(request.scope["headers"])
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
+            raise InvalidRequest("the request body is not valid JSON") from None
+        name = (body.get("model") or body.get("name")) if isinstance(body, dict) else None
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("model is required", param="model")
+        found = find_route(table, name)
+        access.authorize(principal, found.path)
+        kind = _kind(found)
+        capabilities = ["embedding"] if kind == "embeddings" else ["completion", "tools"]
+        return {
+            "modelfile": "",
+            "parameters": _parameters(found),
+            "template": "",
+            "details": _details(found),
+            "model_info": {"general.architecture": "", "general.basename": found.model},
+            "capabilities": capabilities,
+            "modified_at": modified_at,
+        }
+
+    async def version(_: Request[Any, Any, Any]) -> Any:
+        return {"version": OLLAMA_API_VERSION}
+
+    @head(
+        "/",
+        status_code=200,
+        operation_id="ollama_heartbeat",
+        tags=["ollama"],
+        summary="Ollama clients' heartbeat",
+    )
+    async def heartbeat() -> None:
+        # Ollama answers HEAD / (its clients' heartbeat) with 200. GET / stays the chat page: a client that
+        # reads "Ollama is running" there gets the page instead (see the docs).
+        return None
+
+    tag = ["ollama"]
+    return [
+        heartbeat,
+        route(
+            TAGS_PATH,
+            http_method=["GET", "HEAD"],
+            operation_id="ollama_tags",
+            summary="The routes, as Ollama lists models",
+            tags=tag,
+        )(answering(tags)),
+        post(
+            SHOW_PATH,
+            operation_id="ollama_show",
+            summary="One route, as Ollama shows a model",
+            status_code=200,
+            tags=tag,
+        )(answering(show)),
+        get(
+            PS_PATH, operation_id="ollama_ps", summary="The routes, as Ollama lists running models", tags=tag
+        )(answering(ps)),
+        route(
+            VERSION_PATH,
+            http_method=["GET", "HEAD"],
+            operation_id="ollama_version",
+            summary="The Ollama API version followed",
+            tags=tag,
+        )(answering(version)),
+    ]
