@@ -132,6 +132,8 @@ def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[st
         upstreams = list(raw.get("upstreams", []))
     fields = {key: raw[key] for key in ("path", "model", "fallbacks", "options", "description") if key in raw}
     fields["name"] = raw.get("name") or default_route_name(str(raw.get("path", "")))
+    if "kind" in raw:
+        fields["kind"] = raw["kind"]
     fields["upstreams"] = upstreams
     fields["policy"] = policy
     return fields
