@@ -131,6 +131,26 @@ class GenerateBody(msgspec.Struct):
     think: Think = None
 
 
+class EmbedBody(msgspec.Struct):
+    """`POST /api/embed`: one text or a list of texts."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    input: str | list[str]
+    truncate: bool | None = None
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive = None
+
+
+class EmbeddingsBody(msgspec.Struct):
+    """`POST /api/embeddings`, the older endpoint: one `prompt`, one vector back."""
+
+    model: Annotated[str, msgspec.Meta(min_length=1)]
+    prompt: str = ""
+    options: dict[str, Any] | None = None
+    keep_alive: KeepAlive = None
+
+
 @dataclass(slots=True)
 class Answering:
     """What translating the answer back needs: the name the client asked for, the kind, the clock."""
@@ -190,35 +210,34 @@ def chat_inbound(raw: bytes) -> Translated:
 
 
 def generate_inbound(raw: bytes) -> Translated:
-    """`/api/generate` -> the internal request: `system` and `prompt` become a conversation.
+    """`/api/generate` -> the internal text completion (an OpenAI `/v1/completions` body).
 
-    Interim mapping while the upstream adapters have no text-completion call: `suffix` is refused (400)
-    rather than silently dropped, and `raw` prompts are sent as a user message.
+    `prompt` and `suffix` (fill-in-the-middle) are the completion's; Ollama's own fields that mean something
+    only to Ollama (`system`, `images`, `raw`, `format`, `think`, `keep_alive`, the other `options`) ride
+    along at the top level, where an ollama upstream reads them and an OpenAI-compatible one drops or
+    refuses them (docs/dialects/embeddings_and_completions.md). `template` and `context` are ignored.
     """
     generate: GenerateBody = decode(raw, GenerateBody)
+    _response_format(generate.format)  # checked as for chat; Ollama's own `format` goes on as written
+    body: dict[str, Any] = {"model": generate.model, "prompt": generate.prompt or ""}
     if generate.suffix:
-        raise InvalidRequest(
-            "`suffix` (fill-in-the-middle) is not supported by this router yet; send the prompt alone",
-            param="suffix",
-        )
-    messages: list[dict[str, Any]] = []
-    if generate.system:
-        messages.append({"role": "system", "content": generate.system})
-    messages.append(_user(generate.prompt or "", generate.images))
-    return _translated(generate.model, messages, generate, generate=True, tools=None)
+        body["suffix"] = generate.suffix
+    request = _common(body, generate)
+    for key in ("system", "images", "raw", "format", "think", "keep_alive"):
+        value = getattr(generate, key)
+        if value is not None:
+            body[key] = value
+    rest = {k: v for k, v in (generate.options or {}).items() if k not in _MAPPED_OPTIONS}
+    if rest:
+        body["options"] = rest
+    return Translated(request, body, Answering(generate.model, generate=True))
 
 
-def _translated(
-    model: str,
-    messages: list[dict[str, Any]],
-    source: ChatBody | GenerateBody,
-    *,
-    generate: bool,
-    tools: list[dict[str, Any]] | None,
-) -> Translated:
-    options = source.options or {}
-    known: Options = _options(options)
-    body: dict[str, Any] = {"model": model, "messages": messages, "stream": source.stream}
+def _common(body: dict[str, Any], source: ChatBody | GenerateBody) -> ChatRequest:
+    """The fields chat and completions share (stream, sampling, stop, token limit) into `body`; the typed
+    request the router acts on."""
+    known: Options = _options(source.options or {})
+    body["stream"] = source.stream
     if source.stream:
         body["stream_options"] = {"include_usage": True}  # the final line's counts come from usage
     for key in _SAMPLING:
@@ -232,15 +251,38 @@ def _translated(
     max_tokens = known.num_predict if known.num_predict is not None and known.num_predict > 0 else None
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
+    return ChatRequest(
+        messages=[],  # the typed messages are not read past the door; the body carries them
+        model=body["model"],
+        stream=source.stream,
+        stream_options=StreamOptions(include_usage=True) if source.stream else None,
+        max_tokens=max_tokens,
+        temperature=known.temperature,
+        top_p=known.top_p,
+        stop=stop or None,
+        seed=known.seed,
+    )
+
+
+def _translated(
+    model: str,
+    messages: list[dict[str, Any]],
+    source: ChatBody,
+    *,
+    generate: bool,
+    tools: list[dict[str, Any]] | None,
+) -> Translated:
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    request = _common(body, source)
     response_format = _response_format(source.format)
     if response_format is not None:
         body["response_format"] = response_format
     if tools:
-        body["tools"] = tools
+        body["tools"] = request.tools = tools
     if isinstance(source.think, str) and source.think in _THINK_LEVELS:
         body["reasoning_effort"] = source.think
     extras: dict[str, Any] = {}
-    rest = {k: v for k, v in options.items() if k not in _MAPPED_OPTIONS}
+    rest = {k: v for k, v in (source.options or {}).items() if k not in _MAPPED_OPTIONS}
     if rest:
         extras["options"] = rest
     if source.keep_alive is not None:
@@ -249,19 +291,71 @@ def _translated(
         extras["think"] = source.think
     if extras:
         body[OLLAMA_EXTRAS] = extras
-    request = ChatRequest(
-        messages=[],  # the typed messages are not read past the door; the body carries them
-        model=model,
-        stream=source.stream,
-        stream_options=StreamOptions(include_usage=True) if source.stream else None,
-        max_tokens=max_tokens,
-        temperature=known.temperature,
-        top_p=known.top_p,
-        stop=stop or None,
-        seed=known.seed,
-        tools=tools,
-    )
     return Translated(request, body, Answering(model, generate))
+
+
+@dataclass(slots=True)
+class EmbedAnswering:
+    """What the embeddings answer needs: the name asked for, which endpoint (one vector or a list)."""
+
+    model: str
+    legacy: bool  # /api/embeddings: `{"embedding": [...]}`
+    started_ns: int = field(default_factory=time.perf_counter_ns)
+
+
+@dataclass(slots=True)
+class TranslatedEmbed:
+    """An embeddings request in the internal model (an OpenAI `/v1/embeddings` body)."""
+
+    request: ChatRequest
+    body: dict[str, Any]
+    context: EmbedAnswering
+
+
+def embed_inbound(raw: bytes, legacy: bool) -> TranslatedEmbed:
+    """`/api/embed` (or the older `/api/embeddings`) -> an OpenAI embeddings body; `truncate`, `options` and
+    `keep_alive` ride along for an ollama upstream (an OpenAI-compatible one drops them)."""
+    source: EmbedBody | EmbeddingsBody
+    if legacy:
+        older: EmbeddingsBody = decode(raw, EmbeddingsBody)
+        body: dict[str, Any] = {"model": older.model, "input": older.prompt}
+        source = older
+    else:
+        embed: EmbedBody = decode(raw, EmbedBody)
+        if not embed.input:
+            raise InvalidRequest("`input` must be a non-empty text or list of texts", param="input")
+        body = {"model": embed.model, "input": embed.input}
+        if embed.truncate is not None:
+            body["truncate"] = embed.truncate
+        if embed.dimensions is not None:
+            body["dimensions"] = embed.dimensions
+        source = embed
+    if source.options:
+        body["options"] = source.options
+    if source.keep_alive is not None:
+        body["keep_alive"] = source.keep_alive
+    request = ChatRequest(messages=[], model=source.model)
+    return TranslatedEmbed(request, body, EmbedAnswering(source.model, legacy))
+
+
+def embed_answer(whole: bytes, context: EmbedAnswering) -> bytes:
+    """An OpenAI embeddings list as Ollama's answer: `{"model", "embeddings", ...counts}` or, for the older
+    endpoint, `{"embedding"}` (its one vector)."""
+    listing = msgspec.json.decode(whole)
+    data = sorted(listing.get("data") or [], key=lambda item: item.get("index", 0))
+    vectors = [item.get("embedding") or [] for item in data]
+    if context.legacy:
+        return msgspec.json.encode({"embedding": vectors[0] if vectors else []})
+    usage = listing.get("usage") or {}
+    return msgspec.json.encode(
+        {
+            "model": context.model,
+            "embeddings": vectors,
+            "total_duration": time.perf_counter_ns() - context.started_ns,
+            "load_duration": 0,
+            "prompt_eval_count": int(usage.get("prompt_tokens") or 0),
+        }
+    )
 
 
 def _options(options: Mapping[str, Any]) -> Options:

@@ -12,9 +12,12 @@ from router.dialects.ollama_api import (
     OLLAMA_ERRORS,
     OLLAMA_EXTRAS,
     Answering,
+    EmbedAnswering,
     NDJSONEncoder,
     answer,
     chat_inbound,
+    embed_answer,
+    embed_inbound,
     generate_inbound,
 )
 from router.errors import InvalidRequest, NotFound, encode_error
@@ -147,42 +150,84 @@ def test_bad_chat_requests_are_400_naming_the_field(raw: bytes, param: str | Non
         assert caught.value.param == param
 
 
+# (Ollama /api/generate fields, the expected internal completions body besides model and stream)
+GENERATE_REQUESTS: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"prompt": "why?"}, {"prompt": "why?", "stream_options": {"include_usage": True}}),
+    ({"prompt": "why?", "stream": False}, {"prompt": "why?"}),
+    ({"prompt": "def f(", "suffix": "return x", "stream": False}, {"prompt": "def f(", "suffix": "return x"}),
+    (
+        {"prompt": "why?", "system": "be kind", "raw": True, "images": ["R0lGOD"], "stream": False},
+        {"prompt": "why?", "system": "be kind", "raw": True, "images": ["R0lGOD"]},
+    ),
+    ({"prompt": "x", "template": "{{ .Prompt }}", "context": [1, 2], "stream": False}, {"prompt": "x"}),
+    (
+        {"prompt": "x", "stream": False, "format": "json", "think": False, "keep_alive": "5m"},
+        {"prompt": "x", "format": "json", "think": False, "keep_alive": "5m"},
+    ),
+    (
+        {
+            "prompt": "x",
+            "stream": False,
+            "options": {"temperature": 0, "num_predict": 9, "top_k": 3, "stop": "\n"},
+        },
+        {"prompt": "x", "temperature": 0, "max_tokens": 9, "stop": ["\n"], "options": {"top_k": 3}},
+    ),
+    ({}, {"prompt": "", "stream_options": {"include_usage": True}}),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), GENERATE_REQUESTS)
+def test_generate_request_mapping(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    inbound = generate_inbound(json.dumps({"model": "m", **fields}).encode())
+    body = dict(inbound.body)
+    assert body.pop("model") == "m" and body.pop("stream") == fields.get("stream", True)
+    assert body == expected
+    assert inbound.context.generate and inbound.request.max_tokens == expected.get("max_tokens")
+
+
+def test_generate_format_is_checked() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        generate_inbound(b'{"model": "m", "prompt": "x", "format": "yaml"}')
+    assert caught.value.param == "format"
+
+
 @pytest.mark.parametrize(
-    ("fields", "messages"),
+    ("raw", "legacy", "body"),
     [
-        ({"prompt": "why?"}, [{"role": "user", "content": "why?"}]),
+        (b'{"model": "e", "input": "a"}', False, {"model": "e", "input": "a"}),
         (
-            {"prompt": "why?", "system": "be kind"},
-            [{"role": "system", "content": "be kind"}, {"role": "user", "content": "why?"}],
+            b'{"model": "e", "input": ["a", "b"], "truncate": false, "dimensions": 8, "keep_alive": 0}',
+            False,
+            {"model": "e", "input": ["a", "b"], "truncate": False, "dimensions": 8, "keep_alive": 0},
         ),
         (
-            {"prompt": "why?", "template": "{{ .Prompt }}", "context": [1, 2], "raw": True},
-            [{"role": "user", "content": "why?"}],
-        ),
-        (
-            {"prompt": "see", "images": ["R0lGOD"]},
-            [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "see"},
-                        {"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0lGOD"}},
-                    ],
-                }
-            ],
+            b'{"model": "e", "prompt": "a", "options": {"num_ctx": 1}}',
+            True,
+            {"model": "e", "input": "a", "options": {"num_ctx": 1}},
         ),
     ],
 )
-def test_generate_request_mapping(fields: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-    inbound = generate_inbound(json.dumps({"model": "m", **fields}).encode())
-    assert inbound.body["messages"] == messages
-    assert inbound.body["stream"] is True and inbound.context.generate
+def test_embed_request_mapping(raw: bytes, legacy: bool, body: dict[str, Any]) -> None:
+    inbound = embed_inbound(raw, legacy)
+    assert inbound.body == body and inbound.request.model == "e" and not inbound.request.stream
 
 
-def test_generate_suffix_is_refused_not_dropped() -> None:
+@pytest.mark.parametrize(
+    "raw", [b'{"model": "e"}', b'{"model": "e", "input": []}', b'{"model": "e", "input": [1]}']
+)
+def test_bad_embed_requests_are_400(raw: bytes) -> None:
     with pytest.raises(InvalidRequest) as caught:
-        generate_inbound(b'{"model": "m", "prompt": "def f(", "suffix": "return x"}')
-    assert caught.value.param == "suffix"
+        embed_inbound(raw, legacy=False)
+    assert (caught.value.param or "").startswith("input")
+
+
+def test_embed_answers() -> None:
+    data = b'[{"index":1,"embedding":[0.5]},{"index":0,"embedding":[0.25]}]'
+    listing = b'{"object":"list","data":' + data + b',"usage":{"prompt_tokens":4}}'
+    out = json.loads(embed_answer(listing, EmbedAnswering("e", legacy=False)))
+    assert out["model"] == "e" and out["embeddings"] == [[0.25], [0.5]] and out["prompt_eval_count"] == 4
+    assert isinstance(out["total_duration"], int) and out["load_duration"] == 0
+    assert json.loads(embed_answer(listing, EmbedAnswering("e", legacy=True))) == {"embedding": [0.25]}
 
 
 # ==== whole answers ===============================================================================
