@@ -30,7 +30,7 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from router import __version__
-from router.api.chat import ChatServices, Resolve, handle_chat
+from router.api.chat import ChatServices, handle_chat
 from router.api.errors import exception_handlers
 from router.api.ollama import ollama_listing_handlers
 from router.api.web import web_handlers
@@ -45,6 +45,8 @@ from router.config.reserved import (
     ROUTE_OPERATION_PREFIX,
     reserved_owner,
 )
+from router.dialects.base import Door, Resolve
+from router.dialects.openai_chat import OPENAI_CHAT
 from router.echo import quoted
 from router.errors import InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
@@ -92,12 +94,14 @@ def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
 
-def chat_resolvers(table: RouteTable) -> dict[str, Resolve]:
-    """For each chat path, how a request finds its route: fixed for a route's own path, by `model` on
-    `/v1/chat/completions`. Shared by the app's handlers and the fast path, so both answer alike."""
-    resolvers: dict[str, Resolve] = {route.path: _fixed(route) for route in table.routes}
-    resolvers[OPENAI_CHAT_PATH] = _by_model(table)
-    return resolvers
+def front_doors(table: RouteTable) -> dict[str, Door]:
+    """Every chat path with its door: the client dialect spoken there and how a request finds its route
+    (fixed for a route's own path, by `model` on the shared doors). Shared by the app's handlers and the
+    fast path, so both answer alike. A new front door is one entry here (and its handler in the app)."""
+    doors: dict[str, Door] = {route.path: Door(OPENAI_CHAT, _fixed(route)) for route in table.routes}
+    by_model = _by_model(table)
+    doors[OPENAI_CHAT_PATH] = Door(OPENAI_CHAT, by_model)
+    return doors
 
 
 def _fixed(route: Route) -> Resolve:
@@ -123,11 +127,11 @@ def _by_model(table: RouteTable) -> Resolve:
     return by_model
 
 
-def route_handler(route: Route, services: ChatServices, resolve: Resolve) -> HTTPRouteHandler:
+def route_handler(route: Route, services: ChatServices, door: Door) -> HTTPRouteHandler:
     """The POST handler serving one table entry."""
 
     async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await handle_chat(request, services, resolve)
+        return await handle_chat(request, services, door)
 
     upstreams = ", ".join(r.upstream.name for r in route.replicas)
     return post(
@@ -142,7 +146,7 @@ def route_handler(route: Route, services: ChatServices, resolve: Resolve) -> HTT
     )(chat)
 
 
-def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve) -> list[HTTPRouteHandler]:
+def openai_handlers(table: RouteTable, services: ChatServices, door: Door) -> list[HTTPRouteHandler]:
     """`/v1/chat/completions` (a route chosen by `model`) and `/v1/models`, for unmodified OpenAI clients."""
     created = int(time.time())
     models = {
@@ -179,7 +183,7 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
         status_code=200,
     )
     async def chat_completions(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await handle_chat(request, services, by_model)
+        return await handle_chat(request, services, door)
 
     @get(OPENAI_MODELS_PATH, operation_id="list_models", tags=["openai"], summary="The routes as models")
     async def list_models(request: Request[Any, Any, Any]) -> ASGIApp:
@@ -189,6 +193,47 @@ def openai_handlers(table: RouteTable, services: ChatServices, by_model: Resolve
         return ASGIResponse(body=body, media_type="application/json")
 
     return [chat_completions, list_models]
+
+
+def front_door_handler(
+    path: str,
+    door: Door,
+    services: ChatServices,
+    *,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    request_schema: dict[str, Any] | None = None,
+    request_description: str = "",
+) -> HTTPRouteHandler:
+    """The Litestar handler of one front door: it is in the OpenAPI document, and serves the requests the
+    fast path leaves to the app (CORS on, or no fast path). `request_schema` documents its body."""
+
+    async def front_door(request: Request[Any, Any, Any]) -> ASGIApp:
+        return await handle_chat(request, services, door)
+
+    operation: type[Operation] = ChatOperation
+    if request_schema is not None:
+        schema, description = request_schema, request_description
+
+        @dataclass
+        class DoorOperation(Operation):
+            def __post_init__(self) -> None:
+                self.request_body = RequestBody(
+                    content={"application/json": OpenAPIMediaType(schema=schema)},  # type: ignore[arg-type]
+                    required=True,
+                    description=description,
+                )
+
+        operation = DoorOperation
+    return post(
+        path,
+        operation_id=operation_id,
+        summary=summary,
+        tags=[tag],
+        operation_class=operation,
+        status_code=200,
+    )(front_door)
 
 
 def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
@@ -218,7 +263,7 @@ def create_app(
     extra_handlers: Sequence[Any] = (),
     *,
     redact: Redact,
-    resolvers: dict[str, Resolve] | None = None,
+    doors: dict[str, Door] | None = None,
 ) -> Litestar:
     """The ASGI app serving `table`; `extra_handlers` are the process-wide ones (status, events, admin).
 
@@ -233,16 +278,18 @@ def create_app(
             raise ValueError(
                 f"route {route.path}: the name {route.name!r} is the router's own; choose another"
             )
-    resolvers = resolvers or chat_resolvers(table)
-    handlers: list[Any] = [route_handler(route, services, resolvers[route.path]) for route in table.routes]
-    handlers += openai_handlers(table, services, resolvers[OPENAI_CHAT_PATH])
+    doors = doors or front_doors(table)
+    handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
+    handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
     handlers += probe_handlers(table)
     handlers += ollama_listing_handlers(table, services)
     handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,
-        exception_handlers=exception_handlers(redact),
+        exception_handlers=exception_handlers(
+            redact, {path: door.dialect.errors for path, door in doors.items()}
+        ),
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging

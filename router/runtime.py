@@ -30,7 +30,7 @@ from router.api.metrics import metrics_handlers
 from router.api.middleware import RequestIdMiddleware
 from router.api.sessions import session_handlers
 from router.api.status import status_handlers
-from router.app import chat_resolvers, create_app
+from router.app import create_app, front_doors
 from router.config import RouterConfig
 from router.config.models import LoggingSettings
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
@@ -171,11 +171,11 @@ class Runtime:
             *metrics_handlers(self.metrics, access),
             *session_handlers(self.sessions, access),
         ]
-        resolvers = chat_resolvers(table)
-        app = create_app(table, services, extra, redact=self.redactor, resolvers=resolvers)
+        doors = front_doors(table)
+        app = create_app(table, services, extra, redact=self.redactor, doors=doors)
         fast = None
         if not config.server.cors_allowed_origins:  # CORS headers are the app's job: let it see every request
-            fast = ChatFastPath(resolvers, services, config.server.max_body_bytes, self.redactor)
+            fast = ChatFastPath(doors, services, config.server.max_body_bytes, self.redactor)
         return Prepared(config=config, table=table, app=app, fast=fast, access=access, plan=plan)
 
     def _install(self, prepared: Prepared) -> Loaded:
@@ -241,9 +241,9 @@ class Runtime:
         assert loaded is not None, "the runtime serves requests only after startup"
         fast = loaded.fast
         if fast is not None and scope["type"] == "http":
-            resolve = fast.match(scope)
-            if resolve is not None:
-                await fast.serve(scope, receive, send, resolve)
+            door = fast.match(scope)
+            if door is not None:
+                await fast.serve(scope, receive, send, door)
                 return
         await loaded.app(scope, receive, send)
 

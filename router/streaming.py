@@ -1,10 +1,11 @@
-"""Relaying a streamed answer to the client as Server-Sent Events, safely.
+"""Relaying a streamed answer to the client in its dialect, safely.
 
-The relay owns what can only happen after the first byte was sent: a heartbeat comment while the model
-is silent (so proxies and browsers keep the connection), the stall timeout, a final error *event* when the
-upstream fails mid-answer (the status code is already gone), `data: [DONE]` on a clean end, and, whatever
-happens, closing the upstream connection: when the client goes away, closing it is what stops the model
-from generating for nobody.
+The relay owns what can only happen after the first byte was sent: a heartbeat while the model is silent
+(so proxies and browsers keep the connection), the stall timeout, a final error *event* when the
+upstream fails mid-answer (the status code is already gone), the dialect's clean end (`data: [DONE]` for
+OpenAI), and, whatever happens, closing the upstream connection: when the client goes away, closing it is
+what stops the model from generating for nobody. The bytes themselves come from the client dialect's
+`StreamEncoder` (`router.dialects.base`), so all of this holds for every front door.
 """
 
 from __future__ import annotations
@@ -17,22 +18,26 @@ from typing import Any
 from litestar.response.streaming import ASGIStreamingResponse
 
 from router.config.models import RoutePolicy
+from router.dialects.base import StreamEncoder
+from router.dialects.sse import DONE, KEEPALIVE, frame
 from router.errors import OPENAI, ErrorDialect, Redact, RouterError, encode_error
 from router.upstreams.base import EventStream
 from router.upstreams.errors import UpstreamStalled
 
+__all__ = [
+    "DONE",
+    "KEEPALIVE",
+    "SSE_HEADERS",
+    "SSEResponse",
+    "SSEStreamBody",
+    "error_event",
+    "frame",
+    "relay",
+]
+
 log = logging.getLogger("router.streaming")
 
-KEEPALIVE = b": keepalive\n\n"
-DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def frame(payloads: list[bytes]) -> bytes:
-    """SSE events for chunk payloads that arrived together (one write to the socket, not many)."""
-    if len(payloads) == 1:
-        return b"data: " + payloads[0] + b"\n\n"
-    return b"".join([b"data: " + p + b"\n\n" for p in payloads])
 
 
 def error_event(error: BaseException, redact: Redact, dialect: ErrorDialect = OPENAI) -> bytes:
@@ -49,18 +54,24 @@ async def relay(
     policy: RoutePolicy,
     on_end: Callable[[BaseException | None], None],
     redact: Redact,
+    encoder: StreamEncoder,
+    errors: ErrorDialect = OPENAI,
 ) -> AsyncGenerator[bytes, None]:
-    """The SSE body for one answer; `on_end` learns how it ended (None, an error, or cancellation).
+    """The body of one streamed answer; `on_end` learns how it ended (None, an error, or cancellation).
 
-    `on_end` is the request's end (`Exchange.end`): it may be called again by the response, and only
-    the first call counts.
+    `encoder` writes the client's dialect, `errors` its error bodies. `on_end` is the request's end
+    (`Exchange.end`): it may be called again by the response, and only the first call counts.
     """
     loop = asyncio.get_running_loop()
     stall, heartbeat = policy.stall_timeout, policy.heartbeat_interval
+    keepalive, encode = encoder.heartbeat, encoder.chunks
     outcome: BaseException | None = None
     try:
+        head = encoder.start()
         if first:
-            yield frame(first)
+            head = head + encode(first) if head else encode(first)
+        if head:
+            yield head
         last_data = loop.time()
         while True:
             wait = min(heartbeat, last_data + stall - loop.time())
@@ -72,19 +83,21 @@ async def relay(
                     raise UpstreamStalled(
                         f"the model sent nothing for {stall:g}s (the route's stall_timeout); answer cut off"
                     ) from None
-                yield KEEPALIVE
+                yield keepalive
                 continue
             if batch is None:
-                yield DONE
+                yield encoder.end()
                 return
             if batch:
                 last_data = loop.time()
-                yield frame(batch)
+                data = encode(batch)
+                if data:
+                    yield data
     except Exception as error:  # the upstream failed, or a bug: either way the client is told, not cut off
         outcome = error
         if not isinstance(error, RouterError):
             log.error("unexpected error relaying a stream", exc_info=error)
-        yield error_event(error, redact)
+        yield encoder.error(encode_error(error, redact, errors))
     except BaseException as error:  # the client went away (cancellation, GeneratorExit)
         outcome = error
         raise
@@ -100,8 +113,13 @@ class SSEStreamBody(ASGIStreamingResponse):
     is only finalised whenever the garbage collector gets to it. Closing it here runs its cleanup at once.
     """
 
-    def __init__(self, body: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
-        super().__init__(iterator=body, headers={**SSE_HEADERS, **headers}, media_type="text/event-stream")
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: dict[str, str],
+        media_type: str = "text/event-stream",
+    ) -> None:
+        super().__init__(iterator=body, headers={**SSE_HEADERS, **headers}, media_type=media_type)
         self._body = body
 
     async def send_body(self, send: Any, receive: Any) -> None:
@@ -151,7 +169,8 @@ async def _until_disconnect(receive: Any) -> None:
 
 
 class SSEResponse(SSEStreamBody):
-    """A streamed answer: the relay of `stream`, which always closes its upstream and ends the request.
+    """A streamed answer in the encoder's dialect: the relay of `stream`, which always closes its upstream
+    and ends the request.
 
     A relay that never started (the client left before the first write, or sending the status failed) has
     no cleanup of its own to run, so the response closes the upstream and calls `on_end` itself; closing
@@ -166,8 +185,11 @@ class SSEResponse(SSEStreamBody):
         on_end: Callable[[BaseException | None], None],
         headers: dict[str, str],
         redact: Redact,
+        encoder: StreamEncoder,
+        errors: ErrorDialect = OPENAI,
     ) -> None:
-        super().__init__(relay(stream, first, policy, on_end, redact), headers)
+        body = relay(stream, first, policy, on_end, redact, encoder, errors)
+        super().__init__(body, headers, encoder.media_type)
         self._upstream = stream
         self._on_end = on_end
 

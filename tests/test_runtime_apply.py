@@ -101,7 +101,7 @@ STEPS = [
     (runtime_module, "admin_handlers"),
     (runtime_module, "metrics_handlers"),
     (runtime_module, "session_handlers"),
-    (runtime_module, "chat_resolvers"),
+    (runtime_module, "front_doors"),
     (runtime_module, "create_app"),
     (runtime_module, "ChatFastPath"),
     (Registry, "new_upstream"),

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncGenerator
 
 from router.config.models import RoutePolicy
+from router.dialects.openai_chat import OPENAI_CHAT
 from router.security import Redactor
 from router.streaming import DONE, KEEPALIVE, relay
 from router.upstreams.base import ChatCall
@@ -34,7 +35,11 @@ def start(answer: Answer, **policy: float) -> tuple[FakeStream, Ends, AsyncGener
     stream = FakeStream(answer, CALL)
     ends = Ends()
     first = [chunk(answer.chunks[0])]
-    return stream, ends, relay(stream, first, RoutePolicy(**policy), ends, Redactor())  # type: ignore[arg-type]
+    return (
+        stream,
+        ends,
+        relay(stream, first, RoutePolicy(**policy), ends, Redactor(), OPENAI_CHAT.stream(None)),
+    )  # type: ignore[arg-type]
 
 
 async def drain(body: AsyncGenerator[bytes, None]) -> list[bytes]:

@@ -1,6 +1,8 @@
 """Answering one chat request: authenticate, parse, resolve the route, dispatch, reply whole or streamed.
 
-Handlers hand over the request and a way to find its route, and get back a ready ASGI response.
+Handlers hand over the request and its front door (`router.dialects.base.Door`: the client's dialect and
+a way to find the route), and get back a ready ASGI response. The dialect translates the request into
+the internal model (OpenAI chat) and the answer back; everything in between is the same for all.
 Responses are Litestar's low-level ASGI responses with pre-encoded bodies, because the answer is already
 JSON bytes from the upstream: encoding it again would be work for nothing on every request. What the
 request holds lives in one `Exchange`, which every way out ends (once): the handler's error paths, the
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,10 +20,10 @@ from litestar.response.base import ASGIResponse
 
 from router.api.exchange import Exchange, Sessions, Turn
 from router.api.middleware import request_id_of
+from router.dialects.base import ClientDialect, Door, Inbound, Resolve
 from router.dispatch import dispatch
 from router.errors import Redact, RouterError
 from router.observability import Observer
-from router.protocol.openai_chat import ChatRequest, parse_chat_request
 from router.registry import Registry
 from router.security import Access
 from router.streaming import SSEResponse
@@ -31,7 +32,7 @@ from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, Up
 
 SESSION_HEADER = b"x-session-id"
 
-__all__ = ["ChatServices", "Incoming", "Resolve", "Sessions", "WholeAnswer", "answer", "handle_chat"]
+__all__ = ["ChatServices", "Door", "Incoming", "Resolve", "Sessions", "WholeAnswer", "answer", "handle_chat"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +46,6 @@ class ChatServices:
     sessions: Sessions | None = None
 
 
-Resolve = Callable[[ChatRequest], Route]
-
-
 class Incoming(Protocol):
     """What answering needs of an HTTP request: Litestar's `Request`, or the fast path's bare one."""
 
@@ -57,25 +55,33 @@ class Incoming(Protocol):
     async def body(self) -> bytes: ...
 
 
-async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolve) -> ASGIResponse:
-    """The whole life of a chat request up to its response; its exchange is ended on every path."""
+async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> ASGIResponse:
+    """The whole life of a chat request up to its response; its exchange is ended on every path.
+
+    Errors are raised (as they are): the caller writes them in `door.dialect.errors`' shape.
+    """
     scope = request.scope
     exchange = Exchange(request_id_of(scope), services.observer)
     record = exchange.record
+    dialect = door.dialect
+    record.dialect = dialect.name
     try:
-        record.principal = services.access.authenticate(scope["headers"])
-        parsed, body = parse_chat_request(await request.body())
-        route = resolve(parsed)
+        headers = scope["headers"]
+        record.principal = services.access.authenticate(headers)
+        inbound = dialect.parse(await request.body(), headers)
+        parsed = inbound.request
+        route = door.resolve(parsed)
         record.route, record.model, record.stream = route.path, route.model, parsed.stream
         services.access.authorize(record.principal, route.path)
         sessions = services.sessions
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
-            session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
+            session_id = parsed.session_id or _header(headers, SESSION_HEADER)
             if session_id:
+                body = inbound.body
                 sent = body["messages"]
-                body = {**body, "messages": [*sessions.history(session_id, record.principal), *sent]}
+                inbound.body = {**body, "messages": [*sessions.history(session_id, record.principal), *sent]}
                 exchange.turn = Turn(sessions, session_id, record.principal, sent)
-        return await answer(route, parsed, body, exchange, services)
+        return await answer(route, inbound, dialect, exchange, services)
     except RouterError as error:
         exchange.end(error, error.status)
         raise
@@ -105,9 +111,10 @@ async def _open_stream(
 
 
 async def answer(
-    route: Route, request: ChatRequest, body: dict[str, Any], exchange: Exchange, services: ChatServices
+    route: Route, inbound: Inbound, dialect: ClientDialect, exchange: Exchange, services: ChatServices
 ) -> ASGIResponse:
-    """The response for `request` on `route` (or on one of its fallbacks the caller may use)."""
+    """The response for `inbound` on `route` (or on one of its fallbacks the caller may use), in `dialect`."""
+    request, body = inbound.request, inbound.body
     record = exchange.record
     collect = exchange.turn is not None
     allowed = services.access.allowed_routes(record.principal) if route.fallbacks else None
@@ -118,13 +125,17 @@ async def answer(
         )
         record.first_token_at = time.perf_counter()
         headers = exchange.serve(lease, stream.stats)
-        return SSEResponse(stream, first, lease.route.config.policy, exchange.end, headers, services.redact)
+        policy = lease.route.config.policy
+        encoder = dialect.stream(inbound)
+        return SSEResponse(
+            stream, first, policy, exchange.end, headers, services.redact, encoder, dialect.errors
+        )
     (data, stats), lease = await dispatch(
         route, request, body, record.request_id, registry, _complete, record, allowed, collect
     )
     headers = exchange.serve(lease, stats)
     exchange.upstream_done(None)
-    return WholeAnswer(data, headers, exchange)
+    return WholeAnswer(dialect.answer(data, inbound), headers, exchange)
 
 
 class WholeAnswer(ASGIResponse):

@@ -3,20 +3,21 @@
 Exceptions become responses here and only here: `error_reply` reads a framework exception as a
 `RouterError` value (Litestar's unknown path, wrong method, body too large, bad content; a bug becomes a
 logged 500) and writes it with `router.errors.encode_error`. Litestar's exception handlers and the chat
-fast path both call it, so clients only ever parse one error format.
+fast path both call it, so clients only ever parse one error format: their own dialect's (OpenAI's,
+or the one of the front door the request was sent to: Anthropic's on `/v1/messages`, ...).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 
 from router.echo import shown
-from router.errors import BodyTooLarge, ErrorReply, Redact, RouterError, encode_error
+from router.errors import OPENAI, BodyTooLarge, ErrorDialect, ErrorReply, Redact, RouterError, encode_error
 
 log = logging.getLogger("router.api")
 
@@ -60,16 +61,26 @@ def as_router_error(exc: BaseException, method: str, path: str) -> BaseException
     )
 
 
-def error_reply(exc: BaseException, redact: Redact, method: str, path: str) -> ErrorReply:
-    """What the client receives for any exception raised while serving `method path`."""
-    return encode_error(as_router_error(exc, method, path), redact)
+def error_reply(
+    exc: BaseException, redact: Redact, method: str, path: str, dialect: ErrorDialect = OPENAI
+) -> ErrorReply:
+    """What the client receives for any exception raised while serving `method path`, in `dialect`."""
+    return encode_error(as_router_error(exc, method, path), redact, dialect)
 
 
-def exception_handlers(redact: Redact) -> dict[int | type[Exception], Callable[[Any, Any], Response[Any]]]:
-    """Litestar's exception handlers: every exception goes through `error_reply`."""
+def exception_handlers(
+    redact: Redact, dialects: Mapping[str, ErrorDialect] | None = None
+) -> dict[int | type[Exception], Callable[[Any, Any], Response[Any]]]:
+    """Litestar's exception handlers: every exception goes through `error_reply`.
+
+    `dialects` maps front-door paths to their error dialect (OpenAI's everywhere else), so a client of
+    `/v1/messages` reads a 413 or a 405 the framework raised in its own shape.
+    """
+    by_path = dict(dialects or {})
 
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-        reply = error_reply(exc, redact, request.method, request.url.path)
+        path = request.url.path
+        reply = error_reply(exc, redact, request.method, path, by_path.get(path, OPENAI))
         return Response(
             reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
         )

@@ -2,11 +2,12 @@
 
 Chat requests are the product: every microsecond spent on them is paid on every request. Litestar still
 builds and documents these routes (they are in the app and its OpenAPI document, and serve any request
-this path declines), but a plain `POST` to a route path or to `/v1/chat/completions` is handed to
-`handle_chat` here with nothing in between: no request object, no routing trie, no handler signature
+this path declines), but a plain `POST` to a front door (a route path, `/v1/chat/completions`, and every
+other dialect's door: the table `router.app.front_doors`) is handed to `handle_chat` here with nothing in
+between: no request object, no routing trie, no handler signature
 model, no middleware; profiles of the router under load showed that machinery as a sizeable share of
 its time (README, Performance). Errors come out of the same writer as the app's
-(`router.api.errors.error_reply`).
+(`router.api.errors.error_reply`), in the door's dialect.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 
 from litestar.response.base import ASGIResponse
 
-from router.api.chat import ChatServices, Resolve, handle_chat
+from router.api.chat import ChatServices, handle_chat
 from router.api.errors import error_reply
+from router.dialects.base import Door
 from router.errors import BodyTooLarge, Redact, RouterError
 
 _CONTENT_LENGTH = b"content-length"
@@ -53,28 +55,26 @@ class RawRequest:
 
 
 class ChatFastPath:
-    """Finds the chat handler for a request, or declines (None) so the app serves it."""
+    """Finds the front door of a request, or declines (None) so the app serves it."""
 
-    def __init__(
-        self, resolvers: dict[str, Resolve], services: ChatServices, max_body: int, redact: Redact
-    ) -> None:
-        self.resolvers = resolvers
+    def __init__(self, doors: dict[str, Door], services: ChatServices, max_body: int, redact: Redact) -> None:
+        self.doors = doors
         self.services = services
         self.max_body = max_body
         self.redact = redact
 
-    def match(self, scope: Any) -> Resolve | None:
-        """The route resolver for a POST to a chat path; None for anything else."""
+    def match(self, scope: Any) -> Door | None:
+        """The front door of a POST to a chat path; None for anything else."""
         if scope["method"] != "POST":
             return None
-        return self.resolvers.get(scope["path"])
+        return self.doors.get(scope["path"])
 
-    async def serve(self, scope: Any, receive: Any, send: Any, resolve: Resolve) -> None:
+    async def serve(self, scope: Any, receive: Any, send: Any, door: Door) -> None:
         """Answer one chat request; every failure becomes the same error the app would send."""
         try:
-            response = await handle_chat(RawRequest(scope, receive, self.max_body), self.services, resolve)
+            response = await handle_chat(RawRequest(scope, receive, self.max_body), self.services, door)
         except Exception as error:
-            reply = error_reply(error, self.redact, "POST", scope["path"])
+            reply = error_reply(error, self.redact, "POST", scope["path"], door.dialect.errors)
             response = ASGIResponse(
                 body=reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
             )

@@ -211,6 +211,7 @@ class StructuredLog(Observer):
             "completion_tokens": record.completion_tokens,
             "retries": record.retries,
             "stream": record.stream,
+            "dialect": record.dialect,
             "key": record.principal if record.principal is None else shown(record.principal, FIELD_LIMIT),
         }
         if record.error is not None:

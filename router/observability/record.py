@@ -54,6 +54,7 @@ class RequestRecord:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error: str | None = None
+    dialect: str = "openai_chat"  # the client's dialect (`router.dialects`): which front door it used
 
     @property
     def duration(self) -> float:

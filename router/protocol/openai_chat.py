@@ -115,13 +115,39 @@ def parse_chat_request(raw: bytes) -> tuple[ChatRequest, dict[str, Any]]:
         raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object with a `messages` list")
+    return parse_chat_body(body), body
+
+
+def decode_json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """The body as a JSON object; InvalidRequest (400) otherwise (`what` says what the object must hold).
+
+    For the other dialects' parsers: the same checks and words as the chat door's.
+    """
     try:
-        request = msgspec.convert(body, ChatRequest)
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object {what}")
+    return body
+
+
+def parse_chat_body(body: dict[str, Any]) -> ChatRequest:
+    """The typed view of an internal chat body (one a dialect built); InvalidRequest naming the field.
+
+    A dialect that translates its request into a chat body calls this on the result, so the router acts
+    on the same checked fields whatever the client spoke (the `param` then names the internal field).
+    """
+    try:
+        return msgspec.convert(body, ChatRequest)
     except msgspec.ValidationError as exc:
         message, param = _describe(str(exc))
         where = f" (at `{param}`)" if param else ""
         raise InvalidRequest(f"invalid request: {message}{where}", param=param) from None
-    return request, body
 
 
 def _describe(text: str) -> tuple[str, str | None]:

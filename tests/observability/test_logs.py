@@ -20,6 +20,7 @@ from tests.support.router_server import RunningRouter, table
 Start = Callable[..., RunningRouter]
 MESSAGES = [{"role": "user", "content": "hello there"}]
 REQUEST_FIELDS = {
+    "dialect",
     "time",
     "level",
     "event",
@@ -82,6 +83,7 @@ def test_one_json_line_per_request_with_every_field(
     assert set(first) == REQUEST_FIELDS
     assert first["request_id"] == whole.headers["x-request-id"]
     assert second["request_id"] == streamed.headers["x-request-id"]
+    assert first["dialect"] == second["dialect"] == "openai_chat"
     for line in (first, second):
         assert line["level"] == "info"
         assert (line["route"], line["model"], line["upstream"]) == ("/chat/m", "qwen3:32b", "u")

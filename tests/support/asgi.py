@@ -11,8 +11,9 @@ import asyncio
 import json
 from typing import Any
 
-from router.api.chat import ChatServices, Resolve
+from router.api.chat import ChatServices, Door, Resolve
 from router.api.fastpath import ChatFastPath
+from router.dialects.openai_chat import OPENAI_CHAT
 from router.observability import Observer, RequestRecord
 from router.security import OpenAccess, Redactor
 from router.table import Route
@@ -120,4 +121,4 @@ class ChatPath:
             "headers": [(b"content-type", b"application/json")],
             "state": {"request_id": "rid-1"},
         }
-        await self.fast.serve(scope, client.receive, client.send, resolver)
+        await self.fast.serve(scope, client.receive, client.send, Door(OPENAI_CHAT, resolver))
