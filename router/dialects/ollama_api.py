@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from router.dialects.base import ClientDialect, Headers, Inbound, StreamEncoder
 from router.echo import shown
 from router.errors import ErrorDialect, ErrorReply, InvalidRequest, RouterError
 from router.protocol.openai_chat import ChatRequest, StreamOptions
@@ -160,15 +161,6 @@ class Answering:
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
-@dataclass(slots=True)
-class Translated:
-    """A client request in the internal model: the typed request, the OpenAI body, the answer's context."""
-
-    request: ChatRequest
-    body: dict[str, Any]
-    context: Answering
-
-
 def decode(raw: bytes, kind: type[msgspec.Struct]) -> Any:
     """The body as `kind`; InvalidRequest naming the field otherwise (Ollama's `{"error"}` carries it)."""
     try:
@@ -200,7 +192,7 @@ def _invalid(text: str, prefix: str) -> InvalidRequest:
     )
 
 
-def chat_inbound(raw: bytes) -> Translated:
+def chat_inbound(raw: bytes) -> Inbound:
     """`/api/chat` -> the internal request. An empty `messages` list is refused: there is nothing to say."""
     chat: ChatBody = decode(raw, ChatBody)
     if not chat.messages:
@@ -209,7 +201,7 @@ def chat_inbound(raw: bytes) -> Translated:
     return _translated(chat.model, messages, chat, generate=False, tools=chat.tools)
 
 
-def generate_inbound(raw: bytes) -> Translated:
+def generate_inbound(raw: bytes) -> Inbound:
     """`/api/generate` -> the internal text completion (an OpenAI `/v1/completions` body).
 
     `prompt` and `suffix` (fill-in-the-middle) are the completion's; Ollama's own fields that mean something
@@ -230,7 +222,7 @@ def generate_inbound(raw: bytes) -> Translated:
     rest = {k: v for k, v in (generate.options or {}).items() if k not in _MAPPED_OPTIONS}
     if rest:
         body["options"] = rest
-    return Translated(request, body, Answering(generate.model, generate=True))
+    return Inbound(request, body, Answering(generate.model, generate=True))
 
 
 def _common(body: dict[str, Any], source: ChatBody | GenerateBody) -> ChatRequest:
@@ -271,7 +263,7 @@ def _translated(
     *,
     generate: bool,
     tools: list[dict[str, Any]] | None,
-) -> Translated:
+) -> Inbound:
     body: dict[str, Any] = {"model": model, "messages": messages}
     request = _common(body, source)
     response_format = _response_format(source.format)
@@ -291,7 +283,7 @@ def _translated(
         extras["think"] = source.think
     if extras:
         body[OLLAMA_EXTRAS] = extras
-    return Translated(request, body, Answering(model, generate))
+    return Inbound(request, body, Answering(model, generate))
 
 
 @dataclass(slots=True)
@@ -303,16 +295,7 @@ class EmbedAnswering:
     started_ns: int = field(default_factory=time.perf_counter_ns)
 
 
-@dataclass(slots=True)
-class TranslatedEmbed:
-    """An embeddings request in the internal model (an OpenAI `/v1/embeddings` body)."""
-
-    request: ChatRequest
-    body: dict[str, Any]
-    context: EmbedAnswering
-
-
-def embed_inbound(raw: bytes, legacy: bool) -> TranslatedEmbed:
+def embed_inbound(raw: bytes, legacy: bool) -> Inbound:
     """`/api/embed` (or the older `/api/embeddings`) -> an OpenAI embeddings body; `truncate`, `options` and
     `keep_alive` ride along for an ollama upstream (an OpenAI-compatible one drops them)."""
     source: EmbedBody | EmbeddingsBody
@@ -335,7 +318,7 @@ def embed_inbound(raw: bytes, legacy: bool) -> TranslatedEmbed:
     if source.keep_alive is not None:
         body["keep_alive"] = source.keep_alive
     request = ChatRequest(messages=[], model=source.model)
-    return TranslatedEmbed(request, body, EmbedAnswering(source.model, legacy))
+    return Inbound(request, body, EmbedAnswering(source.model, legacy))
 
 
 def embed_answer(whole: bytes, context: EmbedAnswering) -> bytes:
@@ -550,7 +533,7 @@ class NDJSONEncoder:
 
     media_type = NDJSON
 
-    __slots__ = ("_calls", "_context", "_estimate", "_finish", "_first_ns", "_usage")
+    __slots__ = ("_calls", "_context", "_estimate", "_finish", "_first_ns", "_usage", "heartbeat")
 
     def __init__(self, context: Answering) -> None:
         self._context = context
@@ -559,14 +542,9 @@ class NDJSONEncoder:
         self._usage: Any = None
         self._first_ns: int | None = None
         self._estimate = 0  # content chunks seen: the token count when the upstream reports none
-
-    @property
-    def heartbeat(self) -> bytes:
-        """An empty, unfinished answer line: what Ollama itself sends while a model thinks silently.
-
-        Not a blank line: the official clients `json.loads` every line they read, and a blank one raises.
-        """
-        return msgspec.json.encode(_line(self._context, "", None, None) | {"done": False}) + b"\n"
+        # The heartbeat is an empty, unfinished answer line: what Ollama itself sends while a model thinks
+        # silently. Not a blank line: the official clients `json.loads` every line, and a blank one raises.
+        self.heartbeat = msgspec.json.encode(_line(context, "", None, None) | {"done": False}) + b"\n"
 
     def start(self) -> bytes:
         """Nothing comes before the first line in NDJSON."""
@@ -645,3 +623,63 @@ class NDJSONEncoder:
     def error(self, reply: ErrorReply) -> bytes:
         """A failure after the stream started: a last line `{"error": "..."}` (the clients raise it)."""
         return reply.body + b"\n"
+
+
+# ==== the dialects ================================================================================
+
+
+class OllamaChat(ClientDialect):
+    """`POST /api/chat`."""
+
+    name = "ollama_chat"
+    errors = OLLAMA_ERRORS
+
+    def parse(self, raw: bytes, headers: Headers) -> Inbound:
+        """The Ollama chat request as the internal one."""
+        return chat_inbound(raw)
+
+    def answer(self, whole: bytes, inbound: Inbound) -> bytes:
+        """The whole answer as Ollama's one object."""
+        return answer(whole, inbound.context)
+
+    def stream(self, inbound: Inbound) -> StreamEncoder:
+        """A fresh NDJSON encoder (it collects tool calls and the final counts)."""
+        return NDJSONEncoder(inbound.context)
+
+
+class OllamaGenerate(OllamaChat):
+    """`POST /api/generate`: a text completion; answers as `response` lines."""
+
+    name = "ollama_generate"
+
+    def parse(self, raw: bytes, headers: Headers) -> Inbound:
+        """The Ollama generate request as the internal text completion."""
+        return generate_inbound(raw)
+
+
+class OllamaEmbed(ClientDialect):
+    """`POST /api/embed` (`legacy`: the older `POST /api/embeddings`); never streamed."""
+
+    errors = OLLAMA_ERRORS
+
+    def __init__(self, legacy: bool) -> None:
+        self.legacy = legacy
+        self.name = "ollama_embeddings" if legacy else "ollama_embed"
+
+    def parse(self, raw: bytes, headers: Headers) -> Inbound:
+        """The Ollama embeddings request as the internal one."""
+        return embed_inbound(raw, self.legacy)
+
+    def answer(self, whole: bytes, inbound: Inbound) -> bytes:
+        """The embeddings list as Ollama's answer."""
+        return embed_answer(whole, inbound.context)
+
+    def stream(self, inbound: Inbound) -> StreamEncoder:
+        """Never called: an embeddings request is not streamed."""
+        raise InvalidRequest("embeddings are not streamed")
+
+
+OLLAMA_CHAT = OllamaChat()
+OLLAMA_GENERATE = OllamaGenerate()
+OLLAMA_EMBED = OllamaEmbed(legacy=False)
+OLLAMA_EMBEDDINGS = OllamaEmbed(legacy=True)
