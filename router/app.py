@@ -38,6 +38,8 @@ from router.config.reserved import (
     HEALTHZ_PATH,
     OPENAI_CHAT_OPERATION,
     OPENAI_CHAT_PATH,
+    OPENAI_COMPLETIONS_PATH,
+    OPENAI_EMBEDDINGS_PATH,
     OPENAI_MODELS_PATH,
     OPENAPI_PATH,
     READYZ_PATH,
@@ -47,9 +49,12 @@ from router.config.reserved import (
 )
 from router.dialects.base import Door, Resolve
 from router.dialects.openai_chat import OPENAI_CHAT
+from router.dialects.openai_completions import OPENAI_COMPLETIONS
+from router.dialects.openai_embeddings import OPENAI_EMBEDDINGS
 from router.echo import quoted
 from router.errors import InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
+from router.protocol.openai_kinds import CompletionRequest, EmbeddingsRequest
 from router.security import Access
 from router.security.http import cors_config
 from router.table import Route, RouteTable
@@ -71,10 +76,15 @@ class ChatOperation(Operation):
         )
 
 
-@cache
 def _request_schema() -> dict[str, Any]:
     """The JSON Schema of a chat request, inlined (Litestar rebuilds `components`, dropping extra ones)."""
-    schema = msgspec.json.schema(ChatRequest)
+    return inlined_schema(ChatRequest)
+
+
+@cache
+def inlined_schema(request_type: type) -> dict[str, Any]:
+    """The JSON Schema of a request type, inlined (Litestar rebuilds `components`, dropping extra ones)."""
+    schema = msgspec.json.schema(request_type)
     definitions = schema.pop("$defs", {})
 
     def inline(node: Any) -> Any:
@@ -101,6 +111,13 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
     doors: dict[str, Door] = {route.path: Door(OPENAI_CHAT, _fixed(route)) for route in table.routes}
     by_model = _by_model(table)
     doors[OPENAI_CHAT_PATH] = Door(OPENAI_CHAT, by_model)
+    # The other call kinds (docs/dialects/embeddings_and_completions.md); an embeddings route's own path
+    # speaks embeddings.
+    doors[OPENAI_EMBEDDINGS_PATH] = Door(OPENAI_EMBEDDINGS, by_model)
+    doors[OPENAI_COMPLETIONS_PATH] = Door(OPENAI_COMPLETIONS, by_model)
+    for route in table.routes:
+        if route.config.kind == "embeddings":
+            doors[route.path] = Door(OPENAI_EMBEDDINGS, doors[route.path].resolve)
     return doors
 
 
@@ -134,16 +151,63 @@ def route_handler(route: Route, services: ChatServices, door: Door) -> HTTPRoute
         return await handle_chat(request, services, door)
 
     upstreams = ", ".join(r.upstream.name for r in route.replicas)
+    embeddings = route.config.kind == "embeddings"
     return post(
         route.path,
         name=f"route:{route.name}",
         operation_id=ROUTE_OPERATION_PREFIX + route.name,
-        summary=f"Chat with {route.model}",
-        description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. {_CHAT_RESPONSES_DOC}",
+        summary=f"Embeddings from {route.model}" if embeddings else f"Chat with {route.model}",
+        description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. "
+        + (_EMBEDDINGS_RESPONSES_DOC if embeddings else _CHAT_RESPONSES_DOC),
         tags=["routes"],
-        operation_class=ChatOperation,
+        operation_class=EmbeddingsOperation if embeddings else ChatOperation,
         status_code=200,
     )(chat)
+
+
+_EMBEDDINGS_REQUEST_DOC = "An OpenAI embeddings request; unknown fields reach OpenAI-compatible servers."
+_EMBEDDINGS_RESPONSES_DOC = (
+    "An OpenAI embeddings list (float vectors, or base64 when `encoding_format` asks)."
+)
+
+
+@dataclass
+class EmbeddingsOperation(Operation):
+    """OpenAPI operation for an embeddings route's own path: its body is an OpenAI embeddings request."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=inlined_schema(EmbeddingsRequest))},  # type: ignore[arg-type]
+            required=True,
+            description=_EMBEDDINGS_REQUEST_DOC,
+        )
+
+
+def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPRouteHandler]:
+    """`/v1/embeddings` and `/v1/completions`: the other call kinds, a route chosen by `model`."""
+    return [
+        front_door_handler(
+            OPENAI_EMBEDDINGS_PATH,
+            doors[OPENAI_EMBEDDINGS_PATH],
+            services,
+            operation_id="embeddings",
+            summary="OpenAI-compatible embeddings; `model` names an embeddings route",
+            tag="openai",
+            request_schema=inlined_schema(EmbeddingsRequest),
+            request_description=_EMBEDDINGS_REQUEST_DOC,
+        ),
+        front_door_handler(
+            OPENAI_COMPLETIONS_PATH,
+            doors[OPENAI_COMPLETIONS_PATH],
+            services,
+            operation_id="completions",
+            summary="OpenAI-compatible text completions (with `suffix`); `model` names a chat route",
+            tag="openai",
+            request_schema=inlined_schema(CompletionRequest),
+            request_description="An OpenAI (legacy) completions request; unknown fields reach "
+            "OpenAI-compatible servers.",
+        ),
+    ]
 
 
 def openai_handlers(table: RouteTable, services: ChatServices, door: Door) -> list[HTTPRouteHandler]:
@@ -281,6 +345,7 @@ def create_app(
     doors = doors or front_doors(table)
     handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
+    handlers += kinds_handlers(doors, services)
     handlers += probe_handlers(table)
     handlers += ollama_listing_handlers(table, services)
     handlers += web_handlers()

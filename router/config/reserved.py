@@ -15,6 +15,8 @@ HEALTHZ_PATH = "/healthz"
 READYZ_PATH = "/readyz"
 OPENAI_CHAT_PATH = "/v1/chat/completions"
 OPENAI_MODELS_PATH = "/v1/models"
+OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
+OPENAI_COMPLETIONS_PATH = "/v1/completions"
 OPENAPI_PATH = "/schema"
 
 RESERVED_PATHS = frozenset({"/", HEALTHZ_PATH, READYZ_PATH, "/status", "/events", "/metrics", "/debug"})

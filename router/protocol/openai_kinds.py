@@ -100,6 +100,12 @@ def _convert(body: dict[str, Any], kind: type[T]) -> T:
 def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, dict[str, Any]]:
     """The typed request and the body as sent; InvalidRequest (400) naming the field otherwise."""
     body = _decode(raw, "an `input`")
+    if "input" not in body and "messages" in body:
+        raise InvalidRequest(
+            "this door serves embeddings: send an `input` to embed; chat requests go to a chat route's "
+            "path or to /v1/chat/completions",
+            param="input",
+        )
     request = _convert(body, EmbeddingsRequest)
     check_texts(request.input, "input", allow_empty_string=False)
     return request, body
