@@ -32,7 +32,7 @@ from litestar.types import ASGIApp
 from router import __version__
 from router.api.chat import ChatServices, handle_chat
 from router.api.errors import exception_handlers
-from router.api.ollama import ollama_listing_handlers
+from router.api.ollama import DOORS_DOC, ollama_doors, ollama_listing_handlers
 from router.api.web import web_handlers
 from router.config.reserved import (
     HEALTHZ_PATH,
@@ -118,6 +118,7 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
     for route in table.routes:
         if route.config.kind == "embeddings":
             doors[route.path] = Door(OPENAI_EMBEDDINGS, doors[route.path].resolve)
+    doors.update(ollama_doors(table))  # /api/chat, /api/generate, /api/embed, /api/embeddings
     return doors
 
 
@@ -207,6 +208,24 @@ def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPR
             request_description="An OpenAI (legacy) completions request; unknown fields reach "
             "OpenAI-compatible servers.",
         ),
+    ]
+
+
+def ollama_door_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPRouteHandler]:
+    """The Ollama doors (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`) as handlers: in the
+    OpenAPI document, and serving what the fast path leaves to the app."""
+    return [
+        front_door_handler(
+            path,
+            doors[path],
+            services,
+            operation_id=operation_id,
+            summary=summary,
+            tag="ollama",
+            request_schema=inlined_schema(body),
+            request_description="An Ollama API request (docs/dialects/ollama_api.md).",
+        )
+        for path, operation_id, summary, body in DOORS_DOC
     ]
 
 
@@ -348,6 +367,7 @@ def create_app(
     handlers += kinds_handlers(doors, services)
     handlers += probe_handlers(table)
     handlers += ollama_listing_handlers(table, services)
+    handlers += ollama_door_handlers(doors, services)
     handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(

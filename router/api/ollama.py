@@ -22,15 +22,31 @@ from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp
 
 from router.api.chat import ChatServices
-from router.dialects.ollama_api import OLLAMA_ERRORS
+from router.dialects.base import Door, Resolve
+from router.dialects.ollama_api import (
+    OLLAMA_CHAT,
+    OLLAMA_EMBED,
+    OLLAMA_EMBEDDINGS,
+    OLLAMA_ERRORS,
+    OLLAMA_GENERATE,
+    ChatBody,
+    EmbedBody,
+    EmbeddingsBody,
+    GenerateBody,
+)
 from router.echo import quoted
 from router.errors import InvalidRequest, NotFound, RouterError, encode_error
+from router.protocol.openai_chat import ChatRequest
 from router.table import Route, RouteTable
 
 OLLAMA_API_VERSION = "0.33.0"
 """What `/api/version` answers: the Ollama release whose API this front door follows (clients compare it
 against the version a feature needs, so it must read as an Ollama version, not the router's own)."""
 
+CHAT_PATH = "/api/chat"
+GENERATE_PATH = "/api/generate"
+EMBED_PATH = "/api/embed"
+EMBEDDINGS_PATH = "/api/embeddings"
 TAGS_PATH = "/api/tags"
 SHOW_PATH = "/api/show"
 PS_PATH = "/api/ps"
@@ -58,6 +74,43 @@ def find_route(table: RouteTable, name: str) -> Route:
             param="model",
         )
     return found
+
+
+def _by_name(table: RouteTable) -> Resolve:
+    def by_name(parsed: ChatRequest) -> Route:
+        return find_route(table, parsed.model or "")
+
+    return by_name
+
+
+def ollama_doors(table: RouteTable) -> dict[str, Door]:
+    """The Ollama front doors that answer with a model (`router.app.front_doors` adds them to its table)."""
+    by_name = _by_name(table)
+    return {
+        CHAT_PATH: Door(OLLAMA_CHAT, by_name),
+        GENERATE_PATH: Door(OLLAMA_GENERATE, by_name),
+        EMBED_PATH: Door(OLLAMA_EMBED, by_name),
+        EMBEDDINGS_PATH: Door(OLLAMA_EMBEDDINGS, by_name),
+    }
+
+
+# (path, OpenAPI operation id, summary, request type) of each door, for `router.app`'s handlers.
+DOORS_DOC: tuple[tuple[str, str, str, type], ...] = (
+    (
+        CHAT_PATH,
+        "ollama_chat",
+        "Ollama chat; `model` names a route (NDJSON unless `stream` is false)",
+        ChatBody,
+    ),
+    (
+        GENERATE_PATH,
+        "ollama_generate",
+        "Ollama completion of a prompt (and `suffix`) on a chat route",
+        GenerateBody,
+    ),
+    (EMBED_PATH, "ollama_embed", "Ollama embeddings; `model` names an embeddings route", EmbedBody),
+    (EMBEDDINGS_PATH, "ollama_embeddings", "Ollama's older one-vector embeddings endpoint", EmbeddingsBody),
+)
 
 
 def _json(data: Any) -> ASGIResponse:

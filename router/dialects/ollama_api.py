@@ -651,6 +651,7 @@ class OllamaGenerate(OllamaChat):
     """`POST /api/generate`: a text completion; answers as `response` lines."""
 
     name = "ollama_generate"
+    kind = "completions"
 
     def parse(self, raw: bytes, headers: Headers) -> Inbound:
         """The Ollama generate request as the internal text completion."""
@@ -661,6 +662,7 @@ class OllamaEmbed(ClientDialect):
     """`POST /api/embed` (`legacy`: the older `POST /api/embeddings`); never streamed."""
 
     errors = OLLAMA_ERRORS
+    kind = "embeddings"
 
     def __init__(self, legacy: bool) -> None:
         self.legacy = legacy

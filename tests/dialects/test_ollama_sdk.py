@@ -109,7 +109,7 @@ def test_options_reach_an_ollama_upstream(client: ollama.Client, fake_ollama: Fa
         think=True,
         format="json",
     )
-    sent = fake_ollama.requests[-1].body
+    sent = fake_ollama.requests[-1].json
     assert sent["options"]["temperature"] == 0.5 and sent["options"]["top_k"] == 7
     assert sent["options"]["num_predict"] == 3 and sent["options"]["stop"] == ["x"]
     assert sent["options"]["num_ctx"] == 4096  # the route's own options are kept
@@ -127,7 +127,7 @@ def test_openai_upstream_gets_what_maps_and_nothing_else(
         keep_alive="1m",
         think="high",
     )
-    sent = fake_openai.requests[-1].body
+    sent = fake_openai.requests[-1].json
     assert sent["temperature"] == 0.5 and sent["max_tokens"] == 64  # the route's cap wins over num_predict
     assert sent["reasoning_effort"] == "high"
     assert "ollama" not in sent and "options" not in sent and "keep_alive" not in sent and "top_k" not in sent
