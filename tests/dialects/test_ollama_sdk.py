@@ -7,13 +7,16 @@ router's root, as it would be at `ollama serve`, and names routes as models.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import ollama
 import pytest
 
 from tests.fakes import FakeOllama, FakeOpenAI
-from tests.support.router_server import RunningRouter
+from tests.fakes._base import fake_vector
+from tests.support.router_server import RunningRouter, table
 
 ANSWER = "tok0 tok1 tok2 tok3 tok4"
 
@@ -145,3 +148,214 @@ def test_unknown_model_is_a_response_error_404(client: ollama.Client) -> None:
 def test_bad_request_is_400_in_ollama_shape(both_upstreams_router: RunningRouter) -> None:
     response = httpx.post(both_upstreams_router.url + "/api/chat", json={"model": "qwen3", "messages": "hi"})
     assert response.status_code == 400 and isinstance(response.json()["error"], str)
+
+
+# ==== embeddings, tool calls, failures: a table with embeddings routes ===========================
+
+
+QUICK = {"max_retries": 0, "stall_timeout": 1.0, "heartbeat_interval": 0.2}
+
+
+@pytest.fixture
+def ollama_up() -> Iterator[FakeOllama]:
+    with FakeOllama(["qwen3:32b", "nomic-embed-text"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai_up() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(["smollm2", "bge-small"]) as fake:
+        yield fake
+
+
+@pytest.fixture
+def kinds_router(
+    ollama_up: FakeOllama, openai_up: FakeOpenAI, start_router: Callable[..., RunningRouter]
+) -> RunningRouter:
+    return start_router(
+        table(
+            upstreams={
+                "ollama": {"type": "ollama", "base_url": ollama_up.base_url},
+                "local": {"type": "openai", "base_url": openai_up.base_url},
+            },
+            routes=[
+                {"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama", **QUICK},
+                {"path": "/chat/local", "model": "smollm2", "upstream": "local", **QUICK},
+                {
+                    "path": "/embed/nomic",
+                    "model": "nomic-embed-text",
+                    "upstream": "ollama",
+                    "kind": "embeddings",
+                },
+                {"path": "/embed/bge", "model": "bge-small", "upstream": "local", "kind": "embeddings"},
+            ],
+        )
+    )
+
+
+@pytest.fixture
+def kinds_client(kinds_router: RunningRouter) -> ollama.Client:
+    return ollama.Client(host=kinds_router.url)
+
+
+def _vector(route: str, text: str) -> list[float]:
+    # The Ollama fake embeds the text; the OpenAI one the JSON of the item (tests/fakes).
+    return fake_vector(text if route == "nomic" else json.dumps(text), 8)
+
+
+@pytest.mark.parametrize("route", ["nomic", "bge"])
+def test_embed(kinds_client: ollama.Client, route: str) -> None:
+    one = kinds_client.embed(model=route, input="hello")
+    assert one.model == route and [list(v) for v in one.embeddings] == [_vector(route, "hello")]
+    batch = kinds_client.embed(model=route, input=["a", "b"])
+    assert [list(v) for v in batch.embeddings] == [_vector(route, "a"), _vector(route, "b")]
+    assert batch.prompt_eval_count is not None
+
+
+@pytest.mark.parametrize("route", ["nomic", "bge"])
+def test_older_embeddings_endpoint(kinds_client: ollama.Client, route: str) -> None:
+    response = kinds_client.embeddings(model=route, prompt="hello")
+    assert list(response.embedding) == _vector(route, "hello")
+
+
+def test_show_says_an_embeddings_route_embeds(kinds_client: ollama.Client) -> None:
+    assert kinds_client.show("nomic").capabilities == ["embedding"]
+
+
+def test_route_of_the_other_kind_is_400(kinds_client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as chat_on_embed:
+        kinds_client.chat(model="nomic", messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert chat_on_embed.value.status_code == 400
+    with pytest.raises(ollama.ResponseError) as embed_on_chat:
+        kinds_client.embed(model="qwen3", input="hi")
+    assert embed_on_chat.value.status_code == 400
+
+
+WEATHER = {"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}
+
+
+def _sse(*chunks: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
+
+
+def test_tool_calls_streamed_in_fragments_arrive_whole(
+    kinds_client: ollama.Client, openai_up: FakeOpenAI
+) -> None:
+    def delta(d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": d, "finish_reason": finish}],
+        }
+
+    call = {"index": 0, "id": "call_a", "type": "function", "function": {"name": "weather", "arguments": ""}}
+    body = _sse(
+        delta({"role": "assistant", "content": None, "tool_calls": [call]}),
+        delta({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+        delta({"tool_calls": [{"index": 0, "function": {"arguments": '"Tokyo"}'}}]}),
+        delta({}, "tool_calls"),
+        {
+            "id": "c",
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 4},
+        },
+    )
+    openai_up.set_behaviour("status", code=200, body=body, content_type="text/event-stream")
+    parts = list(
+        kinds_client.chat(
+            model="local", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER], stream=True
+        )
+    )
+    calls = [c for p in parts for c in (p.message.tool_calls or [])]
+    assert len(calls) == 1 and calls[0].function.name == "weather"
+    assert dict(calls[0].function.arguments) == {"city": "Tokyo"}
+    assert parts[-1].done is True and parts[-1].eval_count == 4 and parts[-1].prompt_eval_count == 9
+    assert openai_up.requests[-1].json["tools"] == [WEATHER]
+
+
+def test_tool_calls_from_an_ollama_upstream_and_the_history_back(
+    kinds_client: ollama.Client, ollama_up: FakeOllama
+) -> None:
+    lines = [
+        {
+            "model": "qwen3:32b",
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}],
+            },
+            "done": False,
+        },
+        {
+            "model": "qwen3:32b",
+            "created_at": "2026-01-01T00:00:00Z",
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 3,
+            "eval_count": 2,
+        },
+    ]
+    body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    ollama_up.set_behaviour("status", code=200, body=body, content_type="application/x-ndjson")
+    parts = list(
+        kinds_client.chat(
+            model="qwen3", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER], stream=True
+        )
+    )
+    calls = [c for p in parts for c in (p.message.tool_calls or [])]
+    assert [(c.function.name, dict(c.function.arguments)) for c in calls] == [("weather", {"city": "Paris"})]
+    ollama_up.reset()
+    history = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}],
+        },
+        {"role": "tool", "content": "sunny", "tool_name": "weather"},
+    ]
+    kinds_client.chat(model="qwen3", messages=history, tools=[WEATHER], stream=False)
+    sent = ollama_up.requests[-1].json["messages"]
+    assert sent[1]["tool_calls"] == [{"function": {"name": "weather", "arguments": {"city": "Paris"}}}]
+    assert sent[2]["role"] == "tool" and sent[2]["content"] == "sunny"
+
+
+@pytest.mark.parametrize("route", ["qwen3", "local"])
+def test_failure_mid_stream_is_a_final_error_line(
+    kinds_client: ollama.Client, ollama_up: FakeOllama, openai_up: FakeOpenAI, route: str
+) -> None:
+    (ollama_up if route == "qwen3" else openai_up).set_behaviour("error_line", after=2, message="boom")
+    parts: list[Any] = []
+    with pytest.raises(ollama.ResponseError) as caught:
+        for part in kinds_client.chat(model=route, messages=[{"role": "user", "content": "hi"}], stream=True):
+            parts.append(part)
+    assert "boom" in caught.value.error  # a final error line, or the status when it came before any answer
+    assert all(not p.done for p in parts)  # never passed off as complete
+
+
+@pytest.mark.parametrize("route", ["qwen3", "local"])
+def test_stall_after_the_start_heartbeats_then_a_final_error_line(
+    kinds_client: ollama.Client, ollama_up: FakeOllama, openai_up: FakeOpenAI, route: str
+) -> None:
+    (ollama_up if route == "qwen3" else openai_up).set_behaviour("stall_mid_stream", after=2, seconds=30)
+    parts: list[Any] = []
+    with pytest.raises(ollama.ResponseError) as caught:
+        for part in kinds_client.chat(model=route, messages=[{"role": "user", "content": "hi"}], stream=True):
+            parts.append(part)
+    assert "stall_timeout" in caught.value.error
+    texts = [p.message.content for p in parts]
+    assert "".join(texts[:2]).split() == ["tok0", "tok1"] and all(not p.done for p in parts)
+    # The heartbeats in the silence: empty, unfinished lines the official client parses like any other.
+    assert len(texts) > 2 and set(texts[2:]) == {""}
+
+
+def test_upstream_down_before_the_stream_is_an_ollama_error(
+    kinds_client: ollama.Client, ollama_up: FakeOllama
+) -> None:
+    ollama_up.set_behaviour("status", code=500)
+    with pytest.raises(ollama.ResponseError) as caught:
+        list(kinds_client.chat(model="qwen3", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert caught.value.status_code == 502 and isinstance(caught.value.error, str)
