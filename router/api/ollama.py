@@ -34,7 +34,7 @@ from router.dialects.ollama_api import (
     EmbeddingsBody,
     GenerateBody,
 )
-from router.echo import quoted
+from router.echo import quoted, shown
 from router.errors import InvalidRequest, NotFound, RouterError, encode_error
 from router.protocol.openai_chat import ChatRequest
 from router.table import Route, RouteTable
@@ -237,8 +237,26 @@ def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[H
         # reads "Ollama is running" there gets the page instead (see the docs).
         return None
 
+    @route(
+        "/api/{rest:path}",
+        http_method=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"],
+        include_in_schema=False,
+        status_code=404,
+    )
+    async def not_served(request: Request[Any, Any, Any]) -> ASGIApp:
+        # Pull, push, create, copy, delete, blobs...: the router's models are its routes, not files.
+        return error_response(
+            NotFound(
+                f"{request.method} {shown(request.url.path)} is not served by this router: its models are "
+                "the routes of its table (GET /api/tags lists them)",
+                code="not_found",
+            ),
+            services,
+        )
+
     tag = ["ollama"]
     return [
+        not_served,
         heartbeat,
         route(
             TAGS_PATH,

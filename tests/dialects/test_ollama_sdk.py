@@ -359,3 +359,47 @@ def test_upstream_down_before_the_stream_is_an_ollama_error(
     with pytest.raises(ollama.ResponseError) as caught:
         list(kinds_client.chat(model="qwen3", messages=[{"role": "user", "content": "hi"}], stream=True))
     assert caught.value.status_code == 502 and isinstance(caught.value.error, str)
+
+
+@pytest.mark.parametrize("route", ["qwen3", "local"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_generate_fill_in_the_middle(
+    kinds_client: ollama.Client, ollama_up: FakeOllama, openai_up: FakeOpenAI, route: str, stream: bool
+) -> None:
+    result = kinds_client.generate(model=route, prompt="def add(a, b):", suffix="    return c", stream=stream)
+    parts = list(result) if stream else [result]
+    assert "".join(p.response or "" for p in parts) == ANSWER + " [suffix:     return c]"
+    assert parts[-1].done is True
+    sent = (ollama_up if route == "qwen3" else openai_up).requests[-1]
+    assert sent.path.endswith("/api/generate" if route == "qwen3" else "/completions")
+    assert sent.json["suffix"] == "    return c" and sent.json["prompt"] == "def add(a, b):"
+
+
+def test_ollama_endpoints_the_router_does_not_serve_are_ollama_shaped_404(
+    kinds_client: ollama.Client,
+) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        kinds_client.pull("qwen3")
+    assert caught.value.status_code == 404 and isinstance(caught.value.error, str)
+    assert "/api/tags" in caught.value.error
+
+
+def test_doors_served_by_the_app_too(
+    fake_ollama: FakeOllama, start_router: Callable[..., RunningRouter]
+) -> None:
+    """With CORS on, the app (not the fast path) serves the doors: the same answers, Ollama's errors."""
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"}],
+            server={"cors_allowed_origins": ["http://example.test"]},
+        )
+    )
+    client = ollama.Client(host=router.url, headers={"Origin": "http://example.test"})
+    parts = list(client.chat(model="qwen3", messages=[{"role": "user", "content": "hi"}], stream=True))
+    assert "".join(p.message.content or "" for p in parts) == ANSWER and parts[-1].done
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.chat(model="nope", messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert caught.value.status_code == 404 and "nope" in caught.value.error
+    too_big = httpx.post(router.url + "/api/chat", content=b"x" * (router.config.server.max_body_bytes + 1))
+    assert too_big.status_code == 413 and isinstance(too_big.json()["error"], str)
