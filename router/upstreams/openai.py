@@ -152,6 +152,7 @@ class OpenAIAdapter(UpstreamAdapter):
             )
         stats = new_stats(call)
         stats.take_usage(answer.get("usage"))
+        stats.completion_tokens = 0  # an embedding generates no tokens (OpenAI's usage has no such count)
         return raw, stats
 
     def _text_request(self, call: ChatCall) -> dict[str, Any]:

@@ -281,3 +281,88 @@ def test_an_unknown_model_is_404(client: openai.OpenAI) -> None:
         client.embeddings.create(model="nope", input="x")
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="nope", prompt="x")
+
+
+# ---- the same policies as chat: health probes, keys, metrics -------------------------------------------
+
+FAST_HEALTH = {
+    "enabled": True,
+    "interval": 0.1,
+    "timeout": 0.5,
+    "failure_threshold": 2,
+    "recovery_threshold": 2,
+}
+
+
+def _health_state(router: RunningRouter, path: str) -> str | None:
+    for entry in httpx.get(router.url + "/status").json()["routes"]:
+        if entry["path"] == path:
+            return entry["replicas"][0]["health"]["state"]  # type: ignore[no-any-return]
+    return None
+
+
+@pytest.mark.parametrize("kind", ["ollama", "openai"])
+def test_embeddings_routes_are_probed_like_chat_routes(
+    kind: str, ollama: FakeOllama, compatible: FakeOpenAI, start_router: Callable[..., RunningRouter]
+) -> None:
+    fake = ollama if kind == "ollama" else compatible
+    router = start_router(
+        table(
+            upstreams={"u": {"type": kind, "base_url": fake.base_url}},
+            routes=[
+                {"path": "/embed/here", "model": fake.models[1], "upstream": "u", "kind": "embeddings"},
+                {"path": "/embed/absent", "model": "not-pulled", "upstream": "u", "kind": "embeddings"},
+            ],
+            defaults={"health_check": FAST_HEALTH},
+        )
+    )
+    wait_for(lambda: _health_state(router, "/embed/here") == "healthy")
+    wait_for(lambda: _health_state(router, "/embed/absent") == "unhealthy")
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
+    assert client.embeddings.create(model="here", input="x").data
+    with pytest.raises(openai.InternalServerError) as caught:  # 503: the probe said the model is missing
+        client.embeddings.create(model="absent", input="x")
+    assert caught.value.status_code == 503 and "not-pulled" in caught.value.message
+
+
+def test_keys_limit_the_new_doors_like_chat(
+    ollama: FakeOllama, compatible: FakeOpenAI, start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": ollama.base_url}},
+            routes=[
+                {"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"},
+                {
+                    "path": "/embed/nomic",
+                    "model": "nomic-embed-text",
+                    "upstream": "ollama",
+                    "kind": "embeddings",
+                },
+            ],
+            auth={"api_keys": [{"name": "chatter", "key": "sk-chat-only-0001", "routes": ["/chat/qwen3"]}]},
+        )
+    )
+    anonymous = openai.OpenAI(base_url=router.url + "/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.embeddings.create(model="nomic", input="x")
+    with pytest.raises(openai.AuthenticationError):
+        anonymous.completions.create(model="qwen3", prompt="x")
+    client = openai.OpenAI(base_url=router.url + "/v1", api_key="sk-chat-only-0001", max_retries=0)
+    assert client.completions.create(model="qwen3", prompt="x").choices[0].text
+    with pytest.raises(openai.PermissionDeniedError):
+        client.embeddings.create(model="nomic", input="x")
+    assert ollama.chat_count == 1
+
+
+def test_metrics_count_the_new_kinds(client: openai.OpenAI, router: RunningRouter) -> None:
+    client.embeddings.create(model="nomic", input="one two three")
+    client.completions.create(model="local", prompt="p")
+    text = httpx.get(router.url + "/metrics").text
+    assert 'route="/embed/nomic"' in text and 'route="/chat/local"' in text
+    prompt = [
+        line
+        for line in text.splitlines()
+        if line.startswith('router_prompt_tokens_total{route="/embed/nomic"')
+    ]
+    assert prompt and float(prompt[0].split()[-1]) == 3.0
