@@ -237,6 +237,11 @@ def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[H
         # reads "Ollama is running" there gets the page instead (see the docs).
         return None
 
+    @head([TAGS_PATH, VERSION_PATH], status_code=200, include_in_schema=False)
+    async def head_listings() -> None:
+        # Ollama answers HEAD on these too (liveness checks); the bodies are for GET.
+        return None
+
     @route(
         "/api/{rest:path}",
         http_method=["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"],
@@ -258,9 +263,9 @@ def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[H
     return [
         not_served,
         heartbeat,
-        route(
+        head_listings,
+        get(
             TAGS_PATH,
-            http_method=["GET", "HEAD"],
             operation_id="ollama_tags",
             summary="The routes, as Ollama lists models",
             tags=tag,
@@ -275,9 +280,8 @@ def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[H
         get(
             PS_PATH, operation_id="ollama_ps", summary="The routes, as Ollama lists running models", tags=tag
         )(answering(ps)),
-        route(
+        get(
             VERSION_PATH,
-            http_method=["GET", "HEAD"],
             operation_id="ollama_version",
             summary="The Ollama API version followed",
             tags=tag,
