@@ -403,3 +403,41 @@ def test_doors_served_by_the_app_too(
     assert caught.value.status_code == 404 and "nope" in caught.value.error
     too_big = httpx.post(router.url + "/api/chat", content=b"x" * (router.config.server.max_body_bytes + 1))
     assert too_big.status_code == 413 and isinstance(too_big.json()["error"], str)
+
+
+def test_keys_and_their_route_lists_hold_on_the_ollama_doors(
+    fake_ollama: FakeOllama, fake_openai: FakeOpenAI, start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(
+        table(
+            upstreams={
+                "ollama": {"type": "ollama", "base_url": fake_ollama.base_url},
+                "local": {"type": "openai", "base_url": fake_openai.base_url},
+            },
+            routes=[
+                {"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"},
+                {"path": "/chat/local", "model": "smollm2", "upstream": "local"},
+            ],
+            auth={"api_keys": [{"name": "chatter", "key": "sk-qwen-only-00001", "routes": ["/chat/qwen3"]}]},
+        )
+    )
+    keyed = ollama.Client(host=router.url, headers={"Authorization": "Bearer sk-qwen-only-00001"})
+    assert [m.model for m in keyed.list().models] == ["qwen3"]
+    assert keyed.chat(model="qwen3", messages=[{"role": "user", "content": "hi"}], stream=False).done
+    with pytest.raises(ollama.ResponseError) as other_route:
+        keyed.chat(model="local", messages=[{"role": "user", "content": "hi"}], stream=False)
+    assert other_route.value.status_code == 403 and isinstance(other_route.value.error, str)
+    with pytest.raises(ollama.ResponseError) as no_key:
+        ollama.Client(host=router.url).chat(model="qwen3", messages=[{"role": "user", "content": "hi"}])
+    assert no_key.value.status_code == 401
+    with pytest.raises(ollama.ResponseError) as listing:
+        ollama.Client(host=router.url).list()
+    assert listing.value.status_code == 401 and isinstance(listing.value.error, str)
+
+
+def test_openapi_document_lists_the_ollama_doors(both_upstreams_router: RunningRouter) -> None:
+    paths = httpx.get(both_upstreams_router.url + "/schema/openapi.json").json()["paths"]
+    for path in ("/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/show"):
+        assert "post" in paths[path], path
+    for path in ("/api/tags", "/api/ps", "/api/version"):
+        assert "get" in paths[path], path
