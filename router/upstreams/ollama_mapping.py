@@ -100,7 +100,10 @@ def _tool_call_to_ollama(call: Mapping[str, Any]) -> dict[str, Any]:
     return {"function": {"name": function.get("name"), "arguments": arguments}}
 
 
-def _tool_calls_to_openai(calls: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+def _tool_calls_to_openai(
+    calls: list[dict[str, Any]], request_id: str, first: int = 0
+) -> list[dict[str, Any]]:
+    """Ollama's whole calls as OpenAI's; `first` numbers them on from the calls of earlier stream lines."""
     return [
         {
             "index": i,
@@ -111,7 +114,7 @@ def _tool_calls_to_openai(calls: list[dict[str, Any]], request_id: str) -> list[
                 "arguments": msgspec.json.encode((call.get("function") or {}).get("arguments", {})).decode(),
             },
         }
-        for i, call in enumerate(calls)
+        for i, call in enumerate(calls, first)
     ]
 
 
@@ -156,7 +159,7 @@ class ChunkMapper:
     the role was already announced (OpenAI sends it in the first delta only).
     """
 
-    __slots__ = ("_head", "_include_usage", "_request_id", "_role_sent")
+    __slots__ = ("_calls", "_head", "_include_usage", "_request_id", "_role_sent")
 
     def __init__(self, model: str, request_id: str, include_usage: bool) -> None:
         created = int(time.time())
@@ -169,6 +172,9 @@ class ChunkMapper:
         self._request_id = request_id
         self._include_usage = include_usage
         self._role_sent = False
+        # Tool calls seen so far: Ollama may send each call in a line of its own, and OpenAI clients tell
+        # calls apart by `index` (the same index twice is one call's fragments, merged).
+        self._calls = 0
 
     def chunks(self, line: Mapping[str, Any]) -> list[bytes]:
         """The payloads for one Ollama line: a content delta, the finish chunk, the usage chunk."""
@@ -183,7 +189,8 @@ class ChunkMapper:
         if message.get("thinking"):
             delta["reasoning_content"] = message["thinking"]
         if message.get("tool_calls"):
-            delta["tool_calls"] = _tool_calls_to_openai(message["tool_calls"], self._request_id)
+            delta["tool_calls"] = _tool_calls_to_openai(message["tool_calls"], self._request_id, self._calls)
+            self._calls += len(message["tool_calls"])
         reason = finish_reason(line)
         out = []
         if delta or reason:

@@ -489,3 +489,55 @@ def test_errors_are_ollama_shaped_with_the_status() -> None:
     assert reply.status == 404 and json.loads(reply.body) == {"error": "no route or model named 'x'"}
     line = NDJSONEncoder(Answering("m", generate=False)).error(reply)
     assert line.endswith(b"\n") and json.loads(line) == {"error": "no route or model named 'x'"}
+
+
+# ==== the whole way round: an Ollama upstream's lines -> internal chunks -> an Ollama client's lines =====
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"function": {"name": name, "arguments": arguments}}
+
+
+ROUND_TRIPS: list[tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]] = [
+    (  # each call in a line of its own (how Ollama streams several calls): two calls, not one merged
+        [
+            {"message": {"role": "assistant", "content": "", "tool_calls": [_call("weather", city="Paris")]}},
+            {"message": {"role": "assistant", "content": "", "tool_calls": [_call("time", zone="CET")]}},
+        ],
+        [[_call("weather", city="Paris"), _call("time", zone="CET")]],
+    ),
+    (
+        [{"message": {"role": "assistant", "content": "", "tool_calls": [_call("a", x=1), _call("b")]}}],
+        [[_call("a", x=1), _call("b")]],
+    ),
+    (
+        [
+            {"message": {"role": "assistant", "content": "Let me check."}},
+            {"message": {"role": "assistant", "content": "", "tool_calls": [_call("weather", city="Oslo")]}},
+        ],
+        [[_call("weather", city="Oslo")]],
+    ),
+]
+
+
+@pytest.mark.parametrize(("lines", "expected_calls"), ROUND_TRIPS)
+def test_tool_calls_from_an_ollama_upstream_reach_an_ollama_client_whole(
+    lines: list[dict[str, Any]], expected_calls: list[list[dict[str, Any]]]
+) -> None:
+    from router.upstreams.ollama_mapping import ChunkMapper
+
+    mapper = ChunkMapper("qwen3:32b", "r1", include_usage=True)
+    done = {
+        "message": {"role": "assistant", "content": ""},
+        "done": True,
+        "done_reason": "stop",
+        "eval_count": 7,
+    }
+    payloads = [p for line in [*lines, done] for p in mapper.chunks({"done": False, **line})]
+    out = _run([[p] for p in payloads])
+    assert [
+        line["message"]["tool_calls"] for line in out if "tool_calls" in line["message"]
+    ] == expected_calls
+    texts = "".join(line["message"]["content"] for line in out)
+    assert texts == "".join(line["message"]["content"] for line in lines)
+    assert out[-1]["done"] is True and out[-1]["eval_count"] == 7 and sum(line["done"] for line in out) == 1
