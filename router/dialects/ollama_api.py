@@ -6,10 +6,11 @@ arguments as objects, durations in nanoseconds. This module is the pure translat
 and the router's internal one (OpenAI Chat Completions, what every upstream adapter speaks); it does no
 I/O. docs/dialects/ollama_api.md is the specification, with the sources each detail was checked against.
 
-Three parts: the request mapping (`chat_inbound`, `generate_inbound`), the whole-answer mapping
-(`chat_answer`, `generate_answer`) and the stream state machine (`NDJSONEncoder`) that turns
-`chat.completion.chunk` payloads into Ollama lines, collecting streamed tool-call fragments into the
-whole calls Ollama clients expect.
+Three parts: the request mapping (`chat_inbound`; `generate_inbound` to the text-completion call kind,
+`embed_inbound` to the embeddings kind), the whole-answer mapping (`answer`, `embed_answer`) and the
+stream state machine (`NDJSONEncoder`) that turns internal chunk payloads into Ollama lines, collecting
+streamed tool-call fragments into the whole calls Ollama clients expect. The `ClientDialect`s at the end
+bind them to the seam (router/dialects/base.py).
 """
 
 from __future__ import annotations
@@ -198,7 +199,7 @@ def chat_inbound(raw: bytes) -> Inbound:
     if not chat.messages:
         raise InvalidRequest("`messages` must hold at least one message", param="messages")
     messages = _messages(chat.messages)
-    return _translated(chat.model, messages, chat, generate=False, tools=chat.tools)
+    return _translated(chat.model, messages, chat)
 
 
 def generate_inbound(raw: bytes) -> Inbound:
@@ -256,21 +257,14 @@ def _common(body: dict[str, Any], source: ChatBody | GenerateBody) -> ChatReques
     )
 
 
-def _translated(
-    model: str,
-    messages: list[dict[str, Any]],
-    source: ChatBody,
-    *,
-    generate: bool,
-    tools: list[dict[str, Any]] | None,
-) -> Inbound:
+def _translated(model: str, messages: list[dict[str, Any]], source: ChatBody) -> Inbound:
     body: dict[str, Any] = {"model": model, "messages": messages}
     request = _common(body, source)
     response_format = _response_format(source.format)
     if response_format is not None:
         body["response_format"] = response_format
-    if tools:
-        body["tools"] = request.tools = tools
+    if source.tools:
+        body["tools"] = request.tools = source.tools
     if isinstance(source.think, str) and source.think in _THINK_LEVELS:
         body["reasoning_effort"] = source.think
     extras: dict[str, Any] = {}
@@ -283,7 +277,7 @@ def _translated(
         extras["think"] = source.think
     if extras:
         body[OLLAMA_EXTRAS] = extras
-    return Inbound(request, body, Answering(model, generate))
+    return Inbound(request, body, Answering(model, generate=False))
 
 
 @dataclass(slots=True)
