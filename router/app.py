@@ -35,6 +35,8 @@ from router.api.errors import exception_handlers
 from router.api.ollama import DOORS_DOC, ollama_doors, ollama_listing_handlers
 from router.api.web import web_handlers
 from router.config.reserved import (
+    ANTHROPIC_COUNT_TOKENS_PATH,
+    ANTHROPIC_MESSAGES_PATH,
     HEALTHZ_PATH,
     OPENAI_CHAT_OPERATION,
     OPENAI_CHAT_PATH,
@@ -47,12 +49,18 @@ from router.config.reserved import (
     ROUTE_OPERATION_PREFIX,
     reserved_owner,
 )
+from router.dialects.anthropic_messages import (
+    ANTHROPIC_ERRORS,
+    ANTHROPIC_MESSAGES,
+    MessagesRequest,
+    count_tokens,
+)
 from router.dialects.base import Door, Resolve
 from router.dialects.openai_chat import OPENAI_CHAT
 from router.dialects.openai_completions import OPENAI_COMPLETIONS
 from router.dialects.openai_embeddings import OPENAI_EMBEDDINGS
 from router.echo import quoted
-from router.errors import InvalidRequest, NotFound, Redact
+from router.errors import ErrorDialect, InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
 from router.protocol.openai_kinds import CompletionRequest, EmbeddingsRequest
 from router.security import Access
@@ -76,28 +84,34 @@ class ChatOperation(Operation):
         )
 
 
-def _request_schema() -> dict[str, Any]:
-    """The JSON Schema of a chat request, inlined (Litestar rebuilds `components`, dropping extra ones)."""
-    return inlined_schema(ChatRequest)
-
-
 @cache
-def inlined_schema(request_type: type) -> dict[str, Any]:
-    """The JSON Schema of a request type, inlined (Litestar rebuilds `components`, dropping extra ones)."""
-    schema = msgspec.json.schema(request_type)
+def _request_schema(of: type = ChatRequest) -> dict[str, Any]:
+    """The JSON Schema of a request type, inlined (Litestar rebuilds `components`, dropping extra ones).
+
+    A type that contains itself (a content block holding blocks) is inlined once; deeper, any object.
+    """
+    schema = msgspec.json.schema(of)
     definitions = schema.pop("$defs", {})
 
-    def inline(node: Any) -> Any:
+    def inline(node: Any, seen: frozenset[str]) -> Any:
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return inline(definitions[ref.removeprefix("#/$defs/")])
-            return {key: inline(value) for key, value in node.items()}
+                name = ref.removeprefix("#/$defs/")
+                if name in seen:
+                    return {"type": "object"}
+                return inline(definitions[name], seen | {name})
+            return {key: inline(value, seen) for key, value in node.items()}
         if isinstance(node, list):
-            return [inline(item) for item in node]
+            return [inline(item, seen) for item in node]
         return node
 
-    return inline(schema)  # type: ignore[no-any-return]
+    return inline(schema, frozenset())  # type: ignore[no-any-return]
+
+
+def inlined_schema(request_type: type) -> dict[str, Any]:
+    """The JSON Schema of a request type, inlined: the documented body of a front door's handler."""
+    return _request_schema(request_type)
 
 
 def _json(data: Any, status: int = 200) -> ASGIResponse:
@@ -119,6 +133,7 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
         if route.config.kind == "embeddings":
             doors[route.path] = Door(OPENAI_EMBEDDINGS, doors[route.path].resolve)
     doors.update(ollama_doors(table))  # /api/chat, /api/generate, /api/embed, /api/embeddings
+    doors[ANTHROPIC_MESSAGES_PATH] = Door(ANTHROPIC_MESSAGES, by_model)
     return doors
 
 
@@ -319,6 +334,37 @@ def front_door_handler(
     )(front_door)
 
 
+def anthropic_handlers(services: ChatServices, door: Door) -> list[HTTPRouteHandler]:
+    """`/v1/messages` (Anthropic's Messages API; the route chosen by `model`) and its token counter."""
+    messages = front_door_handler(
+        ANTHROPIC_MESSAGES_PATH,
+        door,
+        services,
+        operation_id="anthropic_messages",
+        summary="Anthropic Messages; `model` names a route (its name, model or an alias)",
+        tag="anthropic",
+        request_schema=_request_schema(MessagesRequest),
+        request_description="An Anthropic Messages request; a `message` or its event stream comes back.",
+    )
+
+    @post(
+        ANTHROPIC_COUNT_TOKENS_PATH,
+        operation_id="anthropic_count_tokens",
+        tags=["anthropic"],
+        summary="An estimate of a Messages request's input tokens (characters / 4; no tokenizer)",
+        status_code=200,
+    )
+    async def count(request: Request[Any, Any, Any]) -> ASGIApp:
+        access = services.access
+        principal = access.authenticate(request.scope["headers"])
+        model, tokens = count_tokens(await request.body())
+        route = door.resolve(ChatRequest(messages=[], model=model))
+        access.authorize(principal, route.path)
+        return _json({"input_tokens": tokens})
+
+    return [messages, count]
+
+
 def probe_handlers(table: RouteTable) -> list[HTTPRouteHandler]:
     """Liveness and readiness for orchestrators."""
     ready = {
@@ -365,6 +411,7 @@ def create_app(
     handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
     handlers += kinds_handlers(doors, services)
+    handlers += anthropic_handlers(services, doors[ANTHROPIC_MESSAGES_PATH])
     handlers += probe_handlers(table)
     handlers += ollama_listing_handlers(table, services)
     handlers += ollama_door_handlers(doors, services)
@@ -372,15 +419,20 @@ def create_app(
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,
-        exception_handlers=exception_handlers(
-            redact, {path: door.dialect.errors for path, door in doors.items()}
-        ),
+        exception_handlers=exception_handlers(redact, _error_dialects(doors)),
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging
         openapi_config=openapi_config(services.access),
         debug=False,
     )
+
+
+def _error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
+    """The error dialect of each path whose clients expect their own (the framework's errors too)."""
+    dialects = {path: door.dialect.errors for path, door in doors.items()}
+    dialects[ANTHROPIC_COUNT_TOKENS_PATH] = ANTHROPIC_ERRORS
+    return dialects
 
 
 def openapi_config(access: Access) -> OpenAPIConfig:

@@ -76,6 +76,9 @@ class RouteTable:
         self.by_model: dict[str, Route] = {}
         for route in routes:  # names win over model ids when they collide; the first route wins a model id
             self.by_model.setdefault(route.model, route)
+        for route in routes:  # aliases are unique and name no other route (`router validate` sees to it)
+            for alias in route.config.aliases:
+                self.by_model[alias] = route
         for route in routes:
             self.by_model[route.name] = route
 

@@ -11,7 +11,7 @@ docs/dialects/ollama_api.md lists each field and its source. Errors are Ollama's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,8 +57,7 @@ _LATEST = ":latest"
 
 def route_names(route: Route) -> tuple[str, ...]:
     """The names a route is listed under: its name, then its aliases."""
-    aliases: Iterable[str] = getattr(route.config, "aliases", ()) or ()
-    return (route.name, *(a for a in aliases if a != route.name))
+    return (route.name, *(a for a in route.config.aliases if a != route.name))
 
 
 def find_route(table: RouteTable, name: str) -> Route:
@@ -123,10 +122,6 @@ def error_response(error: BaseException, services: ChatServices) -> ASGIResponse
     return ASGIResponse(
         body=reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
     )
-
-
-def _kind(route: Route) -> str:
-    return str(getattr(route.config, "kind", "chat"))
 
 
 def _details(route: Route) -> dict[str, Any]:
@@ -210,8 +205,7 @@ def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[H
             raise InvalidRequest("model is required", param="model")
         found = find_route(table, name)
         access.authorize(principal, found.path)
-        kind = _kind(found)
-        capabilities = ["embedding"] if kind == "embeddings" else ["completion", "tools"]
+        capabilities = ["embedding"] if found.config.kind == "embeddings" else ["completion", "tools"]
         return {
             "modelfile": "",
             "parameters": _parameters(found),

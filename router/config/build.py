@@ -131,6 +131,8 @@ def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[st
     else:
         upstreams = list(raw.get("upstreams", []))
     fields = {key: raw[key] for key in ("path", "model", "fallbacks", "options", "description") if key in raw}
+    if "aliases" in raw:
+        fields["aliases"] = raw["aliases"]
     fields["name"] = raw.get("name") or default_route_name(str(raw.get("path", "")))
     if "kind" in raw:
         fields["kind"] = raw["kind"]

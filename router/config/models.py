@@ -107,6 +107,7 @@ class RouteConfig(FrozenModel):
     policy: RoutePolicy = RoutePolicy()
     # what the route serves: chat (chat and text completions) or embeddings; requests of the other kind 400
     kind: Literal["chat", "embeddings"] = "chat"
+    aliases: tuple[str, ...] = ()  # other model names selecting this route (unique across the table)
 
 
 class ServerSettings(FrozenModel):

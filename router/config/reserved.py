@@ -17,6 +17,8 @@ OPENAI_CHAT_PATH = "/v1/chat/completions"
 OPENAI_MODELS_PATH = "/v1/models"
 OPENAI_EMBEDDINGS_PATH = "/v1/embeddings"
 OPENAI_COMPLETIONS_PATH = "/v1/completions"
+ANTHROPIC_MESSAGES_PATH = "/v1/messages"
+ANTHROPIC_COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 OPENAPI_PATH = "/schema"
 
 RESERVED_PATHS = frozenset({"/", HEALTHZ_PATH, READYZ_PATH, "/status", "/events", "/metrics", "/debug"})

@@ -37,7 +37,46 @@ def semantic_problems(doc: Document) -> list[Problem]:
         problems += _upstream_problems(doc, index, route, upstreams)
     for index, route in enumerate(routes):
         problems += _fallback_problems(doc, index, route, paths, routes)
+    problems += _alias_problems(doc, routes)
     return in_file_order(problems)
+
+
+def _alias_problems(doc: Document, routes: list[dict[str, Any]]) -> list[Problem]:
+    """An alias selects one route: it may not be claimed twice, nor be another route's name or model
+    (then a model name would select two routes, and which one answers would depend on the file's order)."""
+    owners: dict[str, tuple[int, str]] = {}  # a name or model -> (its route, "name" or "model")
+    for index, route in enumerate(routes):
+        if "model" in route:
+            owners.setdefault(str(route["model"]), (index, "model"))
+    for index, route in enumerate(routes):
+        owners[str(route.get("name") or default_route_name(str(route.get("path", ""))))] = (index, "name")
+    problems: list[Problem] = []
+    claimed: dict[str, int] = {}
+    for index, route in enumerate(routes):
+        for j, alias in enumerate(route.get("aliases", ())):
+            where = ("routes", index, "aliases", j)
+            owner = owners.get(alias)
+            if owner is not None and owner[0] != index:
+                other = routes[owner[0]]["path"]
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"alias '{alias}' is the {owner[1]} of route {other} at line {_line(doc, owner[0])}; "
+                        "an alias must name no other route: remove it or rename one of them",
+                    )
+                )
+            elif alias in claimed and claimed[alias] != index:
+                first = claimed[alias]
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"alias '{alias}' is already claimed by route {routes[first]['path']} at line "
+                        f"{_line(doc, first)}; an alias selects one route: keep it on one of them",
+                    )
+                )
+            else:
+                claimed.setdefault(alias, index)
+    return problems
 
 
 def _line(doc: Document, index: int) -> int:

@@ -13,7 +13,7 @@ those of OpenAI's API, loose where it is (unknown keys inside these objects are 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -142,8 +142,19 @@ def parse_chat_body(body: dict[str, Any]) -> ChatRequest:
     A dialect that translates its request into a chat body calls this on the result, so the router acts
     on the same checked fields whatever the client spoke (the `param` then names the internal field).
     """
+    return convert_body(body, ChatRequest)
+
+
+T = TypeVar("T")
+
+
+def convert_body(body: dict[str, Any], into: type[T]) -> T:
+    """`body` as the typed request `into` (a msgspec Struct); InvalidRequest (400) naming the field.
+
+    Every dialect's parser uses it, so a bad field reads the same at every door.
+    """
     try:
-        return msgspec.convert(body, ChatRequest)
+        return msgspec.convert(body, into)
     except msgspec.ValidationError as exc:
         message, param = _describe(str(exc))
         where = f" (at `{param}`)" if param else ""

@@ -23,6 +23,7 @@ _SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_pena
 # `keep_alive` and `think`, passed to Ollama as the client wrote them.
 OLLAMA_EXTRAS = "ollama"
 _EXTRA_FIELDS = ("keep_alive", "think")
+_EXTRA_SAMPLING = ("top_k",)  # not OpenAI's, but what OpenAI-compatible servers (and Anthropic clients) send
 
 
 def chat_request(
@@ -37,7 +38,7 @@ def chat_request(
     extras = body.get(OLLAMA_EXTRAS)
     if extras:
         options.update(extras.get("options") or {})
-    for key in _SAMPLING:
+    for key in _SAMPLING + _EXTRA_SAMPLING:
         value = body.get(key)
         if value is not None:
             options[key] = value
@@ -54,6 +55,8 @@ def chat_request(
     }
     if body.get("tools"):
         request["tools"] = body["tools"]
+    if body.get("reasoning_effort"):  # OpenAI's reasoning knob (Anthropic's `thinking`): Ollama's `think`
+        request["think"] = True
     if extras:
         for key in _EXTRA_FIELDS:
             if key in extras:

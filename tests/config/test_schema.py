@@ -37,7 +37,7 @@ def test_unknown_key_names_the_key_suggests_and_lists_allowed(tmp_path: Path) ->
     [(line, col, path, message)] = problems(tmp_path, text)
     assert (line, col, path) == (10, 5, "$.routes[0].timout")
     assert message.startswith(
-        "unknown key 'timout' (did you mean 'timeout'?); allowed keys: connect_timeout, "
+        "unknown key 'timout' (did you mean 'timeout'?); allowed keys: aliases, connect_timeout, "
     )
     assert "upstreams" in message and "health_check" in message
 

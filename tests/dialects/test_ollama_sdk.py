@@ -441,3 +441,27 @@ def test_openapi_document_lists_the_ollama_doors(both_upstreams_router: RunningR
         assert "post" in paths[path], path
     for path in ("/api/tags", "/api/ps", "/api/version"):
         assert "get" in paths[path], path
+
+
+def test_aliases_are_listed_and_select_their_route(
+    fake_ollama: FakeOllama, start_router: Callable[..., RunningRouter]
+) -> None:
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[
+                {
+                    "path": "/chat/qwen3",
+                    "model": "qwen3:32b",
+                    "upstream": "ollama",
+                    "aliases": ["llama3.2", "gpt-4o"],
+                }
+            ],
+        )
+    )
+    client = ollama.Client(host=router.url)
+    assert [m.model for m in client.list().models] == ["qwen3", "llama3.2", "gpt-4o"]
+    for name in ("llama3.2", "llama3.2:latest", "gpt-4o"):
+        answer = client.chat(model=name, messages=[{"role": "user", "content": "hi"}], stream=False)
+        assert answer.message.content == ANSWER and answer.model == name
+    assert fake_ollama.requests[-1].json["model"] == "qwen3:32b"

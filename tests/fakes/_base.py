@@ -147,6 +147,8 @@ class Reply:
     include_usage: bool = False  # OpenAI only
     kind: str = "chat"  # which endpoint: "chat", "embed", "embeddings" (Ollama's legacy), "completions"
     extra: Any = None  # what a kind needs besides the text: vectors, a request's echo or suffix...
+    # Tool calls the model makes after its text: (name, arguments object) pairs; finish "tool_calls".
+    tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     @property
     def text(self) -> str:
@@ -278,6 +280,8 @@ class FakeUpstream:
 
     Subclasses supply the dialect: routes, request parsing and the byte framing of answers.
     Knobs (plain attributes, read once per request): `models`, `reply_tokens`, `reply_text`,
+    `reply_tool_calls` (a list of {"name", "arguments"} the model calls after its text, or a function of
+    the request body returning one; an empty list or None: no call),
     `chunk_delay`, `probe_status`, `probe_delay`, `accept_any_model`, and for hostile probes
     `probe_location` (probes answer a redirect there: `probe_status` if it is a 3xx, else 307) and
     `probe_echo_headers` (a failing probe's error message quotes the request's headers) and
@@ -308,6 +312,7 @@ class FakeUpstream:
             "models": list(self.default_models if models is None else models),
             "reply_tokens": reply_tokens,
             "reply_text": reply_text,
+            "reply_tool_calls": None,
             "chunk_delay": chunk_delay,
             "accept_any_model": accept_any_model,
             "probe_status": None,
@@ -342,6 +347,7 @@ class FakeUpstream:
     models: list[str]
     reply_tokens: int
     reply_text: str | Callable[[dict[str, Any]], str] | None
+    reply_tool_calls: list[dict[str, Any]] | Callable[[dict[str, Any]], list[dict[str, Any]] | None] | None
     chunk_delay: float
     accept_any_model: bool
     probe_status: int | None
@@ -878,6 +884,13 @@ class FakeUpstream:
         if limit is not None and limit < len(pieces):
             return pieces[: max(limit, 0)], "length"
         return pieces, "stop"
+
+    def reply_calls(self, body: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The tool calls the answer makes (the `reply_tool_calls` knob), as (name, arguments) pairs."""
+        calls = self.reply_tool_calls
+        if callable(calls):
+            calls = calls(body)
+        return tuple((str(c["name"]), dict(c.get("arguments") or {})) for c in calls or ())
 
     def next_id(self) -> int:
         return next(self._ids)

@@ -33,6 +33,11 @@ def _now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
+    """Ollama's `message.tool_calls`: arguments as an object, no ids."""
+    return [{"function": {"name": name, "arguments": arguments}} for name, arguments in reply.tool_calls]
+
+
 def _counters(reply: Reply) -> bytes:
     """The trailing fields of the `done` object, in nanoseconds like Ollama (1 ms per fake token)."""
     eval_count = len(reply.pieces)
@@ -126,9 +131,10 @@ class FakeOllama(FakeUpstream):
         return Reply(
             model=model,
             pieces=pieces,
-            finish_reason=finish,
+            finish_reason=finish,  # Ollama says "stop" after tool calls too
             prompt_tokens=count_prompt_tokens(body.get("messages")),
             stream=body.get("stream", True) is not False,  # absent means true
+            tool_calls=self.reply_calls(body),
         )
 
     def call_kinds(self) -> dict[str, str]:
@@ -200,7 +206,7 @@ class FakeOllama(FakeUpstream):
 
     def _cached_suffixes(self, reply: Reply) -> tuple[tuple[bytes, ...], bytes]:
         key = (reply.model, reply.pieces, reply.finish_reason, reply.prompt_tokens)
-        cached = self._suffixes.get(key)
+        cached = None if reply.tool_calls else self._suffixes.get(key)
         if cached is None:
             content = tuple(
                 b'"message":{"role":"assistant","content":'
@@ -208,6 +214,12 @@ class FakeOllama(FakeUpstream):
                 + b'},"done":false}\n'
                 for piece in reply.pieces
             )
+            if reply.tool_calls:  # Ollama streams each call whole, in a line of its own before `done`
+                content += (
+                    b'"message":{"role":"assistant","content":"","tool_calls":'
+                    + json_bytes(_tool_calls(reply))
+                    + b'},"done":false}\n',
+                )
             done = b'"message":{"role":"assistant","content":""},"done":true,' + _counters(reply) + b"\n"
             if len(self._suffixes) > 256:
                 self._suffixes.clear()
@@ -254,6 +266,7 @@ class FakeOllama(FakeUpstream):
             self._prefix(reply)
             + b'"message":{"role":"assistant","content":'
             + json.dumps(reply.text, ensure_ascii=False).encode()
+            + (b',"tool_calls":' + json_bytes(_tool_calls(reply)) if reply.tool_calls else b"")
             + b'},"done":true,'
             + _counters(reply)
         )

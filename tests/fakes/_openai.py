@@ -65,6 +65,40 @@ def _choice_chunk(delta: dict[str, Any], finish_reason: str | None, include_usag
     return json_bytes(chunk)[1:] + b"\n\n"
 
 
+def _call_id(reply: Reply, index: int) -> str:
+    return f"call_fake{index}"
+
+
+def _message(reply: Reply) -> dict[str, Any]:
+    """The assistant message of a whole answer: its text, and its tool calls (arguments as JSON text)."""
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.tool_calls:
+        message["content"] = reply.text or None
+        message["tool_calls"] = [
+            {
+                "id": _call_id(reply, i),
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+            for i, (name, arguments) in enumerate(reply.tool_calls)
+        ]
+    return message
+
+
+def _tool_call_deltas(reply: Reply) -> list[dict[str, Any]]:
+    """A streamed tool call as OpenAI sends it: id and name first, then the arguments JSON in pieces."""
+    deltas: list[dict[str, Any]] = []
+    for i, (name, arguments) in enumerate(reply.tool_calls):
+        start = {"index": i, "id": _call_id(reply, i), "type": "function"}
+        deltas.append({"tool_calls": [{**start, "function": {"name": name, "arguments": ""}}]})
+        text = json.dumps(arguments)
+        half = len(text) // 2
+        for piece in (text[:half], text[half:]):
+            if piece:
+                deltas.append({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+    return deltas
+
+
 class FakeOpenAI(FakeUpstream):
     """`base_url` includes /v1 (http://127.0.0.1:PORT/v1), as a router's openai upstream expects.
 
@@ -130,13 +164,15 @@ class FakeOpenAI(FakeUpstream):
             raise BadRequest("max_tokens must be an integer")
         pieces, finish = self.reply_pieces(body, limit)
         options = body.get("stream_options")
+        calls = self.reply_calls(body)
         return Reply(
             model=model,
             pieces=pieces,
-            finish_reason=finish,
+            finish_reason="tool_calls" if calls else finish,
             prompt_tokens=count_prompt_tokens(messages),
             stream=bool(body.get("stream", False)),
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            tool_calls=calls,
         )
 
     def call_kinds(self) -> dict[str, str]:
@@ -263,11 +299,12 @@ class FakeOpenAI(FakeUpstream):
 
     def _cached_suffixes(self, reply: Reply) -> tuple[bytes, tuple[bytes, ...], tuple[bytes, ...]]:
         key = (reply.model, reply.pieces, reply.finish_reason, reply.prompt_tokens, reply.include_usage)
-        cached = self._suffixes.get(key)
+        cached = None if reply.tool_calls else self._suffixes.get(key)
         if cached is None:
             usage = reply.include_usage
             head = _choice_chunk({"role": "assistant", "content": ""}, None, usage)
             content = tuple(_choice_chunk({"content": piece}, None, usage) for piece in reply.pieces)
+            content += tuple(_choice_chunk(d, None, usage) for d in _tool_call_deltas(reply))
             tail = [_choice_chunk({}, reply.finish_reason, usage)]
             if usage:
                 tail.append(json_bytes({"choices": [], "usage": _usage(reply)})[1:] + b"\n\n")
@@ -308,7 +345,7 @@ class FakeOpenAI(FakeUpstream):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": reply.text},
+                        "message": _message(reply),
                         "logprobs": None,
                         "finish_reason": reply.finish_reason,
                     }
