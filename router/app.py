@@ -419,7 +419,7 @@ def create_app(
     handlers += list(extra_handlers)
     return Litestar(
         route_handlers=handlers,
-        exception_handlers=exception_handlers(redact, _error_dialects(doors)),
+        exception_handlers=exception_handlers(redact, error_dialects(doors)),
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging
@@ -428,8 +428,9 @@ def create_app(
     )
 
 
-def _error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
-    """The error dialect of each path whose clients expect their own (the framework's errors too)."""
+def error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
+    """The error dialect of each path whose clients expect their own, the framework's errors included:
+    every door's, and a dialect's paths that are not doors (count_tokens...), one line each."""
     dialects = {path: door.dialect.errors for path, door in doors.items()}
     dialects[ANTHROPIC_COUNT_TOKENS_PATH] = ANTHROPIC_ERRORS
     return dialects

@@ -67,7 +67,18 @@ How the pieces are used (the contract a dialect can rely on):
   OpenAPI document and serves the requests the fast path declines). A new front door is one entry in
   `front_doors` and one handler in `router.app` (see `front_door_handler`).
 - Errors the framework raises on a door's path (413, 405, ...) are written in that door's error dialect
-  (`router.api.errors.exception_handlers` gets the door table).
+  (`router.api.errors.exception_handlers` gets `router.app.error_dialects(doors)`; a dialect's paths that
+  are not chat doors, e.g. `/v1/messages/count_tokens`, are one more line there).
+- Helpers for parsers (`router.protocol.openai_chat`): `decode_json_object(raw, what)` (the body as a
+  JSON object, 400s worded like the chat door's), `convert_body(body, Struct)` (typed check, 400 naming
+  the field as `param`), `parse_chat_body(body)` (the `ChatRequest` of an internal body you built).
+  `router.dialects.sse` has the SSE framing (`frame`, `event`, `KEEPALIVE`, `DONE`).
+- `RequestRecord.dialect` is set from `dialect.name` for every request (the request log's `dialect`).
+- Route resolution by `model` (`router.app._by_model`, `RouteTable.by_model`) accepts a route's name,
+  its model or one of its `aliases:`; a 404 `NotFound(param="model")` otherwise.
+
+`router.dialects.anthropic_messages.ANTHROPIC_MESSAGES` is the first translating dialect (a stateful
+encoder, `Inbound.context` carrying what the answer needs); read it as the worked example.
 
 `router.dialects.openai_chat.OPENAI_CHAT` is the identity dialect: the body is parsed exactly as before,
 the answer bytes go out untouched, and stream chunks are only framed (`data: ...\\n\\n`), never decoded.
