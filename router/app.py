@@ -193,7 +193,7 @@ class EmbeddingsOperation(Operation):
 
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=inlined_schema(EmbeddingsRequest))},  # type: ignore[arg-type]
+            content={"application/json": OpenAPIMediaType(schema=_request_schema(EmbeddingsRequest))},  # type: ignore[arg-type]
             required=True,
             description=_EMBEDDINGS_REQUEST_DOC,
         )
@@ -209,7 +209,7 @@ def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPR
             operation_id="embeddings",
             summary="OpenAI-compatible embeddings; `model` names an embeddings route",
             tag="openai",
-            request_schema=inlined_schema(EmbeddingsRequest),
+            request_schema=_request_schema(EmbeddingsRequest),
             request_description=_EMBEDDINGS_REQUEST_DOC,
         ),
         front_door_handler(
@@ -219,7 +219,7 @@ def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPR
             operation_id="completions",
             summary="OpenAI-compatible text completions (with `suffix`); `model` names a chat route",
             tag="openai",
-            request_schema=inlined_schema(CompletionRequest),
+            request_schema=_request_schema(CompletionRequest),
             request_description="An OpenAI (legacy) completions request; unknown fields reach "
             "OpenAI-compatible servers.",
         ),

@@ -220,10 +220,12 @@ def test_a_prompt_list_of_one_is_one_prompt(client: openai.OpenAI, ollama: FakeO
 
 def test_a_failure_mid_stream_is_a_final_error_event(client: openai.OpenAI, compatible: FakeOpenAI) -> None:
     compatible.set_behaviour("error_line", after=2)
-    stream = client.completions.create(model="local", prompt="p", stream=True)
-    with pytest.raises(openai.APIError):
-        for _ in stream:
-            pass
+    compatible.chunk_delay = 0.3  # the first chunk is relayed before the failure: the status is sent
+    texts: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.completions.create(model="local", prompt="p", stream=True):
+            texts.extend(choice.text for choice in chunk.choices)
+    assert texts[:1] == ["tok0"] and "failed mid-answer" in caught.value.message
 
 
 def test_completions_fail_over_like_chat(
@@ -366,3 +368,73 @@ def test_metrics_count_the_new_kinds(client: openai.OpenAI, router: RunningRoute
         if line.startswith('router_prompt_tokens_total{route="/embed/nomic"')
     ]
     assert prompt and float(prompt[0].split()[-1]) == 3.0
+
+
+# ---- the fast path and the app answer alike; the doors are documented -----------------------------------
+
+PARITY_CASES = [
+    ("/v1/embeddings", {"model": "bge", "input": ["a", "b"], "encoding_format": "float"}),
+    ("/v1/embeddings", {"model": "bge", "input": "a", "encoding_format": "base64"}),
+    ("/embed/bge", {"input": "a"}),
+    ("/embed/bge", {"messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/embeddings", {"model": "local", "input": "a"}),
+    ("/v1/embeddings", {"model": "nope", "input": "a"}),
+    ("/v1/completions", {"model": "local", "prompt": "p", "suffix": "s"}),
+    ("/v1/completions", {"model": "bge", "prompt": "p"}),
+    ("/v1/completions", {"model": "local", "prompt": 3}),
+    ("/v1/chat/completions", {"model": "bge", "messages": [{"role": "user", "content": "hi"}]}),
+]
+
+
+def _answers(router: RunningRouter) -> list[tuple[int, object]]:
+    out: list[tuple[int, object]] = []
+    for path, body in PARITY_CASES:
+        response = httpx.post(router.url + path, json=body)
+        data = response.json()
+        if response.status_code == 200:
+            data = data["data"] if "data" in data else data["choices"][0]["text"]  # ids and times differ
+        out.append((response.status_code, data))
+    return out
+
+
+def test_fast_path_and_app_answer_alike(
+    compatible: FakeOpenAI, start_router: Callable[..., RunningRouter]
+) -> None:
+    def make(**server: object) -> RunningRouter:
+        return start_router(
+            table(
+                {"local": {"type": "openai", "base_url": compatible.base_url}},
+                [
+                    {"path": "/chat/local", "model": "smollm2", "upstream": "local"},
+                    {"path": "/embed/bge", "model": "bge-small", "upstream": "local", "kind": "embeddings"},
+                ],
+                server=server,
+            )
+        )
+
+    fast = make()
+    framework = make(cors_allowed_origins=["http://example.test"])  # CORS: every request goes to the app
+    assert framework.sync(lambda: framework.runtime.current.fast) is None  # type: ignore[union-attr]
+    got = _answers(fast)
+    assert [status for status, _ in got] == [200, 200, 200, 400, 400, 404, 200, 400, 400, 400]
+    assert got == _answers(framework)
+
+
+def test_the_new_doors_are_in_the_openapi_document(router: RunningRouter) -> None:
+    document = httpx.get(router.url + "/schema/openapi.json").json()
+    paths = document["paths"]
+    assert (
+        "input"
+        in paths["/v1/embeddings"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]
+    )
+    assert (
+        "suffix"
+        in paths["/v1/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]
+    )
+    embed_route = paths["/embed/nomic"]["post"]
+    assert embed_route["summary"] == "Embeddings from nomic-embed-text"
+    assert "input" in embed_route["requestBody"]["content"]["application/json"]["schema"]["properties"]
