@@ -465,3 +465,21 @@ def test_aliases_are_listed_and_select_their_route(
         answer = client.chat(model=name, messages=[{"role": "user", "content": "hi"}], stream=False)
         assert answer.message.content == ANSWER and answer.model == name
     assert fake_ollama.requests[-1].json["model"] == "qwen3:32b"
+
+
+def test_sessions_by_header_on_the_chat_door(
+    fake_ollama: FakeOllama, start_router: Callable[..., RunningRouter]
+) -> None:
+    """An Ollama client that sends `X-Session-Id` gets the server-side history, streamed or whole."""
+    router = start_router(
+        table(
+            upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
+            routes=[{"path": "/chat/qwen3", "model": "qwen3:32b", "upstream": "ollama"}],
+            sessions={"max_messages": 10},
+        )
+    )
+    client = ollama.Client(host=router.url, headers={"X-Session-Id": "s-ollama"})
+    list(client.chat(model="qwen3", messages=[{"role": "user", "content": "first"}], stream=True))
+    client.chat(model="qwen3", messages=[{"role": "user", "content": "second"}], stream=False)
+    sent = [m["content"] for m in fake_ollama.last_request.json["messages"]]
+    assert sent == ["first", ANSWER, "second"]
