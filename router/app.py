@@ -32,7 +32,7 @@ from litestar.types import ASGIApp
 from router import __version__
 from router.api.chat import ChatServices, handle_chat
 from router.api.errors import exception_handlers
-from router.api.ollama import DOORS_DOC, ollama_doors, ollama_listing_handlers
+from router.api.ollama import DOORS_DOC, OLLAMA_LISTING_PATHS, ollama_doors, ollama_listing_handlers
 from router.api.web import web_handlers
 from router.config.reserved import (
     ANTHROPIC_COUNT_TOKENS_PATH,
@@ -56,6 +56,7 @@ from router.dialects.anthropic_messages import (
     count_tokens,
 )
 from router.dialects.base import Door, Resolve
+from router.dialects.ollama_api import OLLAMA_ERRORS
 from router.dialects.openai_chat import OPENAI_CHAT
 from router.dialects.openai_completions import OPENAI_COMPLETIONS
 from router.dialects.openai_embeddings import OPENAI_EMBEDDINGS
@@ -433,6 +434,7 @@ def error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
     every door's, and a dialect's paths that are not doors (count_tokens...), one line each."""
     dialects = {path: door.dialect.errors for path, door in doors.items()}
     dialects[ANTHROPIC_COUNT_TOKENS_PATH] = ANTHROPIC_ERRORS
+    dialects.update(dict.fromkeys(OLLAMA_LISTING_PATHS, OLLAMA_ERRORS))  # /api/tags, /api/show...
     return dialects
 
 

@@ -51,6 +51,8 @@ TAGS_PATH = "/api/tags"
 SHOW_PATH = "/api/show"
 PS_PATH = "/api/ps"
 VERSION_PATH = "/api/version"
+OLLAMA_LISTING_PATHS = (TAGS_PATH, SHOW_PATH, PS_PATH, VERSION_PATH)
+"""Ollama's paths that are not doors: the framework's errors there (405, 413) are Ollama's shape too."""
 
 _LATEST = ":latest"
 

@@ -483,3 +483,11 @@ def test_sessions_by_header_on_the_chat_door(
     client.chat(model="qwen3", messages=[{"role": "user", "content": "second"}], stream=False)
     sent = [m["content"] for m in fake_ollama.last_request.json["messages"]]
     assert sent == ["first", ANSWER, "second"]
+
+
+def test_framework_errors_on_ollama_paths_are_ollama_shaped(both_upstreams_router: RunningRouter) -> None:
+    base = both_upstreams_router.url
+    for method, path in (("POST", "/api/tags"), ("GET", "/api/chat"), ("DELETE", "/api/show")):
+        response = httpx.request(method, base + path)
+        assert response.status_code == 405, (method, path)
+        assert set(response.json()) == {"error"} and isinstance(response.json()["error"], str), (method, path)
