@@ -32,6 +32,7 @@ from litestar.types import ASGIApp
 from router import __version__
 from router.api.chat import ChatServices, handle_chat
 from router.api.errors import exception_handlers
+from router.api.ollama import DOORS_DOC, OLLAMA_LISTING_PATHS, ollama_doors, ollama_listing_handlers
 from router.api.web import web_handlers
 from router.config.reserved import (
     ANTHROPIC_COUNT_TOKENS_PATH,
@@ -56,6 +57,7 @@ from router.dialects.anthropic_messages import (
     count_tokens,
 )
 from router.dialects.base import Door, Resolve
+from router.dialects.ollama_api import OLLAMA_ERRORS
 from router.dialects.openai_chat import OPENAI_CHAT
 from router.dialects.openai_completions import OPENAI_COMPLETIONS
 from router.dialects.openai_embeddings import OPENAI_EMBEDDINGS
@@ -110,6 +112,11 @@ def _request_schema(of: type = ChatRequest) -> dict[str, Any]:
     return inline(schema, frozenset())  # type: ignore[no-any-return]
 
 
+def inlined_schema(request_type: type) -> dict[str, Any]:
+    """The JSON Schema of a request type, inlined: the documented body of a front door's handler."""
+    return _request_schema(request_type)
+
+
 def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
@@ -129,6 +136,7 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
     for route in table.routes:
         if route.config.kind == "embeddings":
             doors[route.path] = Door(OPENAI_EMBEDDINGS, doors[route.path].resolve)
+    doors.update(ollama_doors(table))  # /api/chat, /api/generate, /api/embed, /api/embeddings
     doors[ANTHROPIC_MESSAGES_PATH] = Door(ANTHROPIC_MESSAGES, by_model)
     return doors
 
@@ -219,6 +227,24 @@ def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPR
             request_description="An OpenAI (legacy) completions request; unknown fields reach "
             "OpenAI-compatible servers.",
         ),
+    ]
+
+
+def ollama_door_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPRouteHandler]:
+    """The Ollama doors (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`) as handlers: in the
+    OpenAPI document, and serving what the fast path leaves to the app."""
+    return [
+        front_door_handler(
+            path,
+            doors[path],
+            services,
+            operation_id=operation_id,
+            summary=summary,
+            tag="ollama",
+            request_schema=inlined_schema(body),
+            request_description="An Ollama API request (docs/dialects/ollama_api.md).",
+        )
+        for path, operation_id, summary, body in DOORS_DOC
     ]
 
 
@@ -415,6 +441,8 @@ def create_app(
     handlers += kinds_handlers(doors, services)
     handlers += anthropic_handlers(services, doors[ANTHROPIC_MESSAGES_PATH])
     handlers += probe_handlers(table, state_status)
+    handlers += ollama_listing_handlers(table, services)
+    handlers += ollama_door_handlers(doors, services)
     handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(
@@ -433,6 +461,7 @@ def error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
     every door's, and a dialect's paths that are not doors (count_tokens...), one line each."""
     dialects = {path: door.dialect.errors for path, door in doors.items()}
     dialects[ANTHROPIC_COUNT_TOKENS_PATH] = ANTHROPIC_ERRORS
+    dialects.update(dict.fromkeys(OLLAMA_LISTING_PATHS, OLLAMA_ERRORS))  # /api/tags, /api/show...
     return dialects
 
 

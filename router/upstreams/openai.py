@@ -41,7 +41,7 @@ from router.upstreams.http import (
     read_body,
 )
 
-ROUTER_ONLY_FIELDS = ("session_id",)
+ROUTER_ONLY_FIELDS = ("session_id", "ollama")  # "ollama": the Ollama front door's extras, Ollama-only
 # Ollama's own fields of an internal embeddings / completions body: meaningless to an OpenAI server.
 _OLLAMA_EMBED_FIELDS = frozenset({"session_id", "truncate", "keep_alive", "options"})
 _OLLAMA_GENERATE_FIELDS = frozenset(
