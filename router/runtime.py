@@ -30,6 +30,7 @@ from router.api.metrics import metrics_handlers
 from router.api.middleware import RequestIdMiddleware
 from router.api.sessions import session_handlers
 from router.api.status import status_handlers
+from router.api.usage import usage_handlers
 from router.app import chat_resolvers, create_app
 from router.config import RouterConfig
 from router.config.models import LoggingSettings
@@ -41,6 +42,7 @@ from router.security import Access, Redactor, build_access, config_secrets
 from router.sessions import SessionStore
 from router.state import build_state, register_state_metrics, state_secrets
 from router.state.sync import replica_finder
+from router.state.usage import quotas_of
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -90,6 +92,10 @@ class Runtime:
         self.state = build_state(config.state)
         self.shared_sessions = self.state.sessions(self.sessions)
         register_state_metrics(self.metrics.registry, self.state)
+        # Tokens and requests per key, route and day; daily quotas (router.state.usage), kept across reloads.
+        self.usage = self.state.usage()
+        self.metrics.registry.register(self.usage.collector())
+        self.observer = Observers([self.metrics, self.logs, self.usage])  # events need not reach it
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -176,6 +182,7 @@ class Runtime:
             sessions=self.shared_sessions if config.sessions.enabled else None,
             redact=self.redactor,
             admit=self.state.admission(access),
+            quota=self.usage.quota(quotas_of(config.auth)),
         )
         reload = self.reloader.reload if self.reloader is not None else None
         extra = [
@@ -183,6 +190,7 @@ class Runtime:
             *admin_handlers(reload, self.redactor.value, access),
             *metrics_handlers(self.metrics, access),
             *session_handlers(self.shared_sessions, access),
+            *usage_handlers(self.usage, access),
         ]
         resolvers = chat_resolvers(table)
         app = create_app(
@@ -217,6 +225,7 @@ class Runtime:
             ("metrics", lambda: self.metrics.prepare(prepared.table)),
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
             ("shared state", self.state.table_changed),
+            ("quotas", lambda: setattr(self.usage, "quotas", quotas_of(config.auth))),
         )
         for name, step in steps:
             try:
@@ -227,6 +236,7 @@ class Runtime:
     async def startup(self) -> None:
         """Open pools, start probing for the initial table, and watch the file for changes."""
         await self.state.start()
+        await self.usage.start()
         self.state.attach(self.registry, self.prober, replica_finder(lambda: self.current))
         table = self._install(self.prepare(self.initial_config)).table
         config = table.config

@@ -44,6 +44,7 @@ class ChatServices:
     redact: Redact  # masks known secrets in the error events of streams (`Redactor()` masks nothing)
     sessions: Sessions | None = None
     admit: Callable[[str | None], Awaitable[None]] | None = None  # shared rate limits (router.state)
+    quota: Callable[[str | None], Awaitable[None]] | None = None  # daily quotas (router.state.usage)
 
 
 Resolve = Callable[[ChatRequest], Route]
@@ -72,6 +73,9 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
         services.access.authorize(record.principal, route.path)
         if services.admit is not None:
             await services.admit(record.principal)
+        if services.quota is not None:  # requests_per_day / tokens_per_day (router.state.usage)
+            await services.quota(record.principal)
+        record.admitted = True
         sessions = services.sessions
         if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
             session_id = parsed.session_id or _header(scope["headers"], SESSION_HEADER)
@@ -80,6 +84,7 @@ async def handle_chat(request: Incoming, services: ChatServices, resolve: Resolv
                 past = await sessions.history(session_id, record.principal)
                 body = {**body, "messages": [*past, *sent]}
                 exchange.turn = Turn(sessions, session_id, record.principal, sent)
+        exchange.messages = body["messages"]
         return await answer(route, parsed, body, exchange, services)
     except RouterError as error:
         exchange.end(error, error.status)

@@ -209,6 +209,8 @@ class StructuredLog(Observer):
             "ttft_ms": None if ttft is None else round(ttft * 1000.0, 2),
             "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens,
+            "tokens_estimated": record.tokens_estimated,
+            "dialect": record.dialect,
             "retries": record.retries,
             "stream": record.stream,
             "key": record.principal if record.principal is None else shown(record.principal, FIELD_LIMIT),

@@ -62,8 +62,11 @@ class OllamaAdapter(UpstreamAdapter):
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
         stats = new_stats(call)
         record_final_line(stats, answer)
+        message = answer.get("message")
+        content = (message.get("content") or "") if isinstance(message, dict) else ""
+        stats.chars = len(content)
         if stats.text is not None:
-            stats.text.append((answer.get("message") or {}).get("content") or "")
+            stats.text.append(content)
         return msgspec.json.encode(ollama_mapping.completion(answer, call.model, call.request_id)), stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
@@ -119,8 +122,14 @@ class OllamaStream(LineStream):
         if "error" in line:
             message = self.wire.scrub(f"ollama at {self.url} failed mid-answer: {line['error']}")
             raise UpstreamStatus(message, status=500)
-        if self.stats.text is not None:
-            self.stats.text.append((line.get("message") or {}).get("content") or "")
+        said = line.get("message")
+        if isinstance(said, dict):
+            content = said.get("content")
+            text = content if isinstance(content, str) else ""
+            thinking = said.get("thinking")
+            self.stats.chars += len(text) + (len(thinking) if isinstance(thinking, str) else 0)
+            if self.stats.text is not None:
+                self.stats.text.append(text)
         if line.get("done"):
             self.done = True
             record_final_line(self.stats, line)
@@ -128,7 +137,11 @@ class OllamaStream(LineStream):
 
 
 def record_final_line(stats: AnswerStats, line: dict[str, Any]) -> None:
-    """Ollama's last line carries the token counts."""
-    counts = ollama_mapping.usage(line)
-    stats.prompt_tokens = counts["prompt_tokens"]
-    stats.completion_tokens = counts["completion_tokens"]
+    """Ollama's last line carries the token counts; a count it leaves out stays unknown (then estimated).
+
+    Ollama omits `prompt_eval_count` when the whole prompt came from its cache, so an absent count is
+    not read as zero: the router estimates it instead and says so.
+    """
+    prompt, completion = line.get("prompt_eval_count"), line.get("eval_count")
+    stats.prompt_tokens = prompt if isinstance(prompt, int) and prompt >= 0 else None
+    stats.completion_tokens = completion if isinstance(completion, int) and completion >= 0 else None
