@@ -71,6 +71,8 @@ class FakeOpenAI(FakeUpstream):
     def reset(self) -> None:
         super().reset()
         self.api_key = self._initial_api_key
+        # False: no usage at all, asked or not (llama-cpp-python ignores stream_options.include_usage)
+        self.send_usage = True
 
     @property
     def base_url(self) -> str:
@@ -121,7 +123,9 @@ class FakeOpenAI(FakeUpstream):
             finish_reason=finish,
             prompt_tokens=count_prompt_tokens(messages),
             stream=bool(body.get("stream", False)),
-            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            include_usage=self.send_usage
+            and isinstance(options, dict)
+            and bool(options.get("include_usage")),
         )
 
     def error_response(self, status: int, message: str) -> web.Response:
@@ -166,7 +170,7 @@ class FakeOpenAI(FakeUpstream):
 
     def full_body(self, reply: Reply) -> bytes:
         id_, created = self._new_id()
-        return json_bytes(
+        body = json_bytes(
             {
                 "id": id_,
                 "object": "chat.completion",
@@ -183,6 +187,9 @@ class FakeOpenAI(FakeUpstream):
                 "usage": _usage(reply),
             }
         )
+        if not self.send_usage:
+            body = json_bytes({k: v for k, v in json.loads(body).items() if k != "usage"})
+        return body
 
     def error_frame(self, message: str) -> bytes:
         return b"data: " + json_bytes(_error_object(message, "server_error")) + b"\n\n"
