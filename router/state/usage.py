@@ -282,12 +282,10 @@ class MemoryUsage(UsageLedger):
     def quota(self, quotas: dict[str, Quota]) -> Admit | None:
         if not quotas:
             return None
-        clock = self.clock
-
         async def admit(principal: str | None) -> None:
             quota = quotas.get(principal) if principal is not None else None
             if quota is not None:
-                self.count_request(principal, quota, clock())  # type: ignore[arg-type]
+                self.count_request(principal, quota, self.clock())  # type: ignore[arg-type]
 
         return admit
 
@@ -411,14 +409,14 @@ class RedisUsage(UsageLedger):
     def quota(self, quotas: dict[str, Quota]) -> Admit | None:
         if not quotas:
             return None
-        clock, state, script, prefix = self.clock, self.state, self.script, self.prefix
+        state, script, prefix = self.state, self.script, self.prefix
 
         async def admit(principal: str | None) -> None:
             quota = quotas.get(principal) if principal is not None else None
             if quota is None:
                 return
             assert principal is not None
-            now = clock()
+            now = self.clock()
             day = utc_day(now)
             found = None
             if state.up:
