@@ -114,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
 
     from router.usage_cli import add_parser as add_usage
 
-    add_usage(commands, DEFAULT_FILE)
+    add_usage(commands, DEFAULT_FILE, _load_or_exit)
     return top
 
 

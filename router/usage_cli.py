@@ -14,7 +14,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from router.config import RouterConfig
 
 ADMIN_KEY_ENV = "ROUTER_ADMIN_KEY"
 
@@ -22,9 +26,7 @@ ADMIN_KEY_ENV = "ROUTER_ADMIN_KEY"
 def _address(args: argparse.Namespace) -> str:
     if args.url:
         return str(args.url).rstrip("/")
-    from router.cli import _load_or_exit
-
-    server = _load_or_exit(args.config).server
+    server = args.load(args.config).server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
     host = f"[{host}]" if ":" in host and not host.startswith("[") else host
     return f"http://{host}:{server.port}"
@@ -99,12 +101,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(commands: Any, default_config: str) -> None:
-    """Register `router usage` on the CLI's subcommands."""
+def add_parser(commands: Any, default_config: str, load: Callable[[str], RouterConfig]) -> None:
+    """Register `router usage` on the CLI's subcommands (`load` reads a table or exits saying why)."""
     usage = commands.add_parser("usage", help="print token and request use per key and route, and quotas")
     usage.add_argument("--url", help="the router's address (default: from the table's server.host/port)")
     usage.add_argument("--config", default=default_config, help="table whose server address to use")
     usage.add_argument("--admin-key", help=f"an admin key (default: ${ADMIN_KEY_ENV})")
     usage.add_argument("--days", type=int, default=1, choices=range(1, 8), metavar="1-7", help="days (1)")
     usage.add_argument("--json", action="store_true", help="print the /usage document as JSON")
-    usage.set_defaults(run=run)
+    usage.set_defaults(run=run, load=load)

@@ -24,7 +24,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -34,8 +34,11 @@ from router.observability.observer import Observer
 from router.observability.record import RequestRecord
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
+    from redis.asyncio import Redis
+
     from router.config.models import AuthSettings
-    from router.state.redis import RedisState
 
 log = logging.getLogger("router.state")
 
@@ -282,6 +285,7 @@ class MemoryUsage(UsageLedger):
     def quota(self, quotas: dict[str, Quota]) -> Admit | None:
         if not quotas:
             return None
+
         async def admit(principal: str | None) -> None:
             quota = quotas.get(principal) if principal is not None else None
             if quota is not None:
@@ -322,13 +326,31 @@ def _field(kind: str, key: str, route: str = "") -> str:
     return f"{kind}{SEP}{key}{SEP}{route}"
 
 
+class RedisHandle(Protocol):
+    """What the Redis ledger uses of `router.state.redis.RedisState` (named here, not imported: no cycle)."""
+
+    prefix: str
+    timeout: float
+    client: Redis
+    closing: bool
+
+    @property
+    def up(self) -> bool: ...
+
+    def lost(self, error: BaseException) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None: ...
+
+    async def call(self, coro: Coroutine[Any, Any, Any], what: str) -> Any: ...
+
+
 class RedisUsage(UsageLedger):
     """Counters in Redis, shared by every process. Token counts are sent in batches, one pipeline per
     event-loop turn (`HINCRBY`s and an `EXPIRE`), after the answers left; while Redis is lost they wait
     in the process (bounded by keys x routes x 4 counters) and quotas are checked against this process's
     own count of the day (`MemoryUsage`), so traffic goes on."""
 
-    def __init__(self, state: RedisState, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, state: RedisHandle, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
         self.state = state
         self.prefix = f"{state.prefix}usage:"
