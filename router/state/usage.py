@@ -282,6 +282,11 @@ class MemoryUsage(UsageLedger):
             raise refusal
         total[0] += 1
 
+    def seen(self, key: str, now: float, requests: int, tokens: int) -> None:
+        """The shared store's count of the day for `key`: the base to go on from if it is lost."""
+        total = self.totals[self._day(now)].setdefault(key, [0, 0])
+        total[0], total[1] = max(total[0], requests), max(total[1], tokens)
+
     def quota(self, quotas: dict[str, Quota]) -> Admit | None:
         if not quotas:
             return None
@@ -347,8 +352,9 @@ class RedisHandle(Protocol):
 class RedisUsage(UsageLedger):
     """Counters in Redis, shared by every process. Token counts are sent in batches, one pipeline per
     event-loop turn (`HINCRBY`s and an `EXPIRE`), after the answers left; while Redis is lost they wait
-    in the process (bounded by keys x routes x 4 counters) and quotas are checked against this process's
-    own count of the day (`MemoryUsage`), so traffic goes on."""
+    in the process (bounded by keys x routes x 4 counters a day) and quotas are checked against the last
+    shared count this process saw plus its own admissions since (`MemoryUsage`), so traffic goes on and
+    the fleet admits at most processes x what was left of the quota."""
 
     def __init__(self, state: RedisHandle, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
@@ -425,8 +431,11 @@ class RedisUsage(UsageLedger):
             except Exception as error:
                 self.state.lost(error)
                 continue
+            now = self.clock()
             for i, key in enumerate(keys):
-                self.cache[key] = (day, int(values[2 * i] or 0), int(values[2 * i + 1] or 0))
+                requests, tokens = int(values[2 * i] or 0), int(values[2 * i + 1] or 0)
+                self.cache[key] = (day, requests, tokens)
+                self.local.seen(key, now, requests, tokens)
 
     def quota(self, quotas: dict[str, Quota]) -> Admit | None:
         if not quotas:
@@ -454,13 +463,15 @@ class RedisUsage(UsageLedger):
                         found = await script(keys=[prefix + day], args=args)
                 except Exception as error:
                     state.lost(error)
-            if found is None:  # Redis lost: this process's own count, sent to Redis when it is back
+            if found is None:  # Redis lost: go on from the last shared count seen, with this process's own
+                # admissions, which are sent to Redis when it is back
                 self.local.count_request(principal, quota, now)
                 field = (day, _field("R", principal))
                 self.pending[field] = self.pending.get(field, 0) + 1
                 return
             refused, requests, tokens = int(found[0]), int(found[1]), int(found[2])
             self.cache[principal] = (day, requests, tokens)
+            self.local.seen(principal, now, requests, tokens)
             if refused:
                 refusal = _refusal(principal, quota, requests, tokens, now)
                 if refusal is not None:

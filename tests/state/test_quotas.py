@@ -234,3 +234,22 @@ def test_quotas_hold_across_processes_sharing_redis(fake: FakeOpenAI, tmp_path: 
             assert [post(r.url, CAPPED).status_code for r in (two, one)] == [200, 429]
     finally:
         redis.stop()
+
+
+def test_with_redis_lost_a_process_goes_on_from_the_last_shared_count(fake: FakeOpenAI) -> None:
+    redis = RedisServer().start()
+    try:
+        state = {"backend": "redis", "url": redis.url, "timeout": 0.25, "ping_interval": 0.2}
+        text = quota_table(fake, state, requests_per_day=4)
+        with RunningRouter.from_yaml(text) as router:
+            assert [post(router.url, CAPPED).status_code for _ in range(2)] == [200, 200]
+            redis.stop()
+            # 2 counted in Redis, then 2 more on this process's own count: the quota still holds
+            assert [post(router.url, CAPPED).status_code for _ in range(3)] == [200, 200, 429]
+            assert post(router.url, FREE).status_code == 200  # keys without quotas are not held up
+            redis.start()  # empty (no persistence): what the process admitted meanwhile is sent again
+            wait_for(lambda: router.runtime.state.up, timeout=10)
+            wait_for(lambda: usage(router.url).status_code == 200, timeout=10)
+            wait_for(lambda: usage(router.url).json()["quotas"]["capped"]["requests_per_day"]["used"] == 2)
+    finally:
+        redis.stop()
