@@ -256,6 +256,7 @@ class Runtime:
             await self.reloader.stop()
         await self.prober.stop()
         await self.registry.close()
+        await self.usage.close()
         await self.state.close()
         self.logs.close()
 

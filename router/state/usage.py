@@ -205,6 +205,9 @@ class UsageLedger(Observer):
     async def start(self) -> None:
         """Start background work (Redis: flushing and refreshing)."""
 
+    async def close(self) -> None:
+        """Shutdown: send what is still pending (Redis), briefly."""
+
     def collector(self) -> Collector:
         """`router_quota_used{key,quota}` and `router_quota_limit{key,quota}`, read at scrape time."""
         return QuotaCollector(self)
@@ -410,6 +413,11 @@ class RedisUsage(UsageLedger):
 
     async def start(self) -> None:
         self.state.spawn(self._refresh_loop(), "usage:refresh")
+
+    async def close(self) -> None:
+        if self.pending and self.state.up:  # answers that ended during the drain
+            self.flushing = True
+            await self.flush()
 
     async def _refresh_loop(self) -> None:
         """Every second: send what is pending, read the quota keys' day totals (for the gauges)."""

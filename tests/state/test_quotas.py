@@ -6,6 +6,8 @@ check `Retry-After` and the day's reset), and two `router serve` processes shari
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 from router.state.usage import until_midnight, utc_day
+from router.usage_cli import ADMIN_KEY_ENV as ADMIN_ENV
 from tests.fakes import FakeOpenAI, wait_for
 from tests.fakes._base import count_prompt_tokens
 from tests.state.conftest import RedisServer
@@ -171,7 +174,9 @@ def test_a_reload_changes_a_quota_without_resetting_the_count(fake: FakeOpenAI, 
         assert usage(router.url).json()["quotas"]["capped"]["requests_per_day"]["used"] == 4
 
 
-def test_router_usage_prints_the_table(fake: FakeOpenAI, start_router: Callable[..., RunningRouter]) -> None:
+def test_router_usage_prints_the_table(
+    fake: FakeOpenAI, start_router: Callable[..., RunningRouter], tmp_path: Path
+) -> None:
     router = start_router(quota_table(fake))
     post(router.url, CAPPED, "/chat/b")
     command = [sys.executable, "-m", "router", "usage", "--url", router.url, "--admin-key", ADMIN]
@@ -195,6 +200,15 @@ def test_router_usage_prints_the_table(fake: FakeOpenAI, start_router: Callable[
     )
     denied = subprocess.run([*command[:-1], FREE], capture_output=True, text=True, timeout=30)
     assert denied.returncode == 1 and "403" in denied.stderr and "admin key" in denied.stderr
+    # without --url: the address of the table's server block
+    served = tmp_path / "served.yaml"
+    served.write_text(quota_table(fake) + f"server:\n  host: 127.0.0.1\n  port: {router.port}\n")
+    by_table = [sys.executable, "-m", "router", "usage", "--config", str(served), "--json"]
+    found = subprocess.run(
+        by_table, capture_output=True, text=True, timeout=30, env={**os.environ, ADMIN_ENV: ADMIN}
+    )
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["days"][0]["keys"]["capped"]["requests"] == 1
 
 
 # ---- two processes, one Redis --------------------------------------------------------------------------
