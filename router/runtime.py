@@ -28,6 +28,7 @@ from router.api.chat import ChatServices
 from router.api.fastpath import ChatFastPath
 from router.api.metrics import metrics_handlers
 from router.api.middleware import RequestIdMiddleware
+from router.api.ops import ops_handlers
 from router.api.sessions import session_handlers
 from router.api.status import status_handlers
 from router.api.usage import usage_handlers
@@ -35,6 +36,7 @@ from router.app import chat_resolvers, create_app
 from router.config import RouterConfig
 from router.config.models import LoggingSettings
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
+from router.observability.series import OpsSeries
 from router.probing import Prober
 from router.registry import Registry, RegistryPlan
 from router.reload import Reloader, ReloadResult
@@ -81,7 +83,9 @@ class Runtime:
         self.redactor = Redactor()
         self.metrics = RouterMetrics(lambda: self.current.table if self.current else None)
         self.logs = StructuredLog(config.logging, self.redactor)
-        self.observer: Observer = Observers([self.metrics, self.logs])
+        # The operations page's numbers: the metrics sampled once a second, and the recent reloads.
+        self.ops = OpsSeries(self.metrics.registry, self._route_paths)
+        self.observer: Observer = Observers([self.metrics, self.logs, self.ops])
         self.events = ObservedEventBus(self.observer, self.redactor.value)
         self.access: Access | None = None
         self.registry = Registry(self.events)
@@ -95,7 +99,8 @@ class Runtime:
         # Tokens and requests per key, route and day; daily quotas (router.state.usage), kept across reloads.
         self.usage = self.state.usage()
         self.metrics.registry.register(self.usage.collector())
-        self.observer = Observers([self.metrics, self.logs, self.usage])  # events need not reach it
+        # every observer above, and the ledger (the event bus, bound above, has no need of it)
+        self.observer = Observers([self.observer, self.usage])
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -132,6 +137,10 @@ class Runtime:
     def state_status(self) -> dict[str, Any]:
         """Whether the shared state backend is reachable, and what it shares."""
         return self.state.status()
+
+    def _route_paths(self) -> list[str]:
+        """The served routes' paths (what the operations page samples)."""
+        return [route.path for route in self.current.table.routes] if self.current else []
 
     def reload_finished(self, trigger: str, path: Path, result: ReloadResult) -> None:
         """Remember how a reload went (for /status and metrics) and publish it when it did something."""
@@ -190,6 +199,7 @@ class Runtime:
             *admin_handlers(reload, self.redactor.value, access),
             *metrics_handlers(self.metrics, access),
             *session_handlers(self.shared_sessions, access),
+            *ops_handlers(self.ops, access),
             *usage_handlers(self.usage, access),
         ]
         resolvers = chat_resolvers(table)
@@ -254,6 +264,7 @@ class Runtime:
         """Stop watching and probing, and close every pool."""
         if self.reloader is not None:
             await self.reloader.stop()
+        await self.ops.stop()
         await self.prober.stop()
         await self.registry.close()
         await self.usage.close()

@@ -53,6 +53,15 @@ install_apt_packages() {
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts its Prometheus service on install (on :9090); the tests run their own on a free port,
+    # so stop and disable that one rather than leave an unconfigured server listening.
+    if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+        if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+            as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+        elif command -v service >/dev/null; then
+            as_root service prometheus stop >/dev/null 2>&1 || true
+        fi
+    fi
 }
 
 wanted_hash() {

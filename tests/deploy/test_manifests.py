@@ -24,6 +24,8 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.33.0"
 TARGETS = {"base": KUBERNETES / "base", "example": KUBERNETES / "overlays" / "example"}
 ROUTES_KEY = "routes.yaml"
+MONITORING_GROUP = "monitoring.coreos.com"
+RULES_FILE = ROOT / "deploy" / "prometheus" / "router-rules.yaml"
 CONFIG_DIR = "/etc/router"
 
 Obj = dict[str, Any]
@@ -74,6 +76,8 @@ def test_every_object_is_valid_for_the_pinned_kubernetes(rendered: tuple[str, li
     _, objects = rendered
     assert {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget"} <= {o["kind"] for o in objects}
     for obj in objects:
+        if obj["apiVersion"].startswith(MONITORING_GROUP + "/"):
+            continue  # the Prometheus operator's custom resources: checked by the monitoring tests below
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
@@ -234,3 +238,31 @@ def test_several_replicas_share_their_state_in_redis(rendered: tuple[str, list[O
 def test_the_example_overlay_has_several_replicas() -> None:
     """Keeps the check above meaningful: the example is the multi-replica deployment."""
     assert only(render(TARGETS["example"]), "Deployment")["spec"]["replicas"] > 1
+
+
+def test_example_overlay_ships_the_monitoring_component() -> None:
+    """The ServiceMonitor scrapes the router Service's port at /metrics, in the Service's namespace, and the
+    PrometheusRule carries exactly the rule groups of deploy/prometheus/router-rules.yaml."""
+    objects = render(TARGETS["example"])
+    service = only(objects, "Service")
+    monitor = only(objects, "ServiceMonitor")
+    rule = only(objects, "PrometheusRule")
+    for obj in (monitor, rule):
+        assert obj["apiVersion"] == f"{MONITORING_GROUP}/v1"
+        assert obj["metadata"]["namespace"] == service["metadata"]["namespace"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector and selector.items() <= service["metadata"]["labels"].items(), "selects no router Service"
+    service_ports = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in service_ports
+        assert endpoint["path"] == "/metrics"
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text()), (
+        "the PrometheusRule differs from router-rules.yaml: run python deploy/prometheus/prometheusrule.py"
+    )
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert len(alerts) == len(set(alerts)) >= 8
+
+
+def test_the_base_has_no_operator_resources() -> None:
+    """A cluster without the Prometheus operator can apply the base: its custom resources are opt-in."""
+    assert not [o for o in render(TARGETS["base"]) if o["apiVersion"].startswith(MONITORING_GROUP)]
