@@ -1,4 +1,4 @@
-"""`router serve | validate | routes | diff`: the command line.
+"""`router serve | validate | routes | diff | usage`: the command line.
 
 `serve` refuses to start on an invalid table and prints the very lines `validate` would, so a broken
 deployment fails loudly at once instead of serving half a table.
@@ -111,6 +111,10 @@ def parser() -> argparse.ArgumentParser:
     diff.add_argument("old")
     diff.add_argument("new")
     diff.set_defaults(run=_diff)
+
+    from router.usage_cli import add_parser as add_usage
+
+    add_usage(commands, DEFAULT_FILE, _load_or_exit)
     return top
 
 

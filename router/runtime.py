@@ -32,6 +32,7 @@ from router.api.middleware import RequestIdMiddleware
 from router.api.ops import ops_handlers
 from router.api.sessions import session_handlers
 from router.api.status import status_handlers
+from router.api.usage import usage_handlers
 from router.app import create_app, front_doors
 from router.config import RouterConfig
 from router.config.models import LoggingSettings
@@ -45,6 +46,7 @@ from router.security import Access, Redactor, build_access, config_secrets
 from router.sessions import SessionStore
 from router.state import build_state, register_state_metrics, state_secrets
 from router.state.sync import replica_finder
+from router.state.usage import quotas_of
 from router.table import RouteTable, build_table
 
 log = logging.getLogger("router.runtime")
@@ -97,6 +99,11 @@ class Runtime:
         self.state = build_state(config.state)
         self.shared_sessions = self.state.sessions(self.sessions)
         register_state_metrics(self.metrics.registry, self.state)
+        # Tokens and requests per key, route and day; daily quotas (router.state.usage), kept across reloads.
+        self.usage = self.state.usage()
+        self.metrics.registry.register(self.usage.collector())
+        # every observer above, and the ledger (the event bus, bound above, has no need of it)
+        self.observer = Observers([self.observer, self.usage])
         self.current: Loaded | None = None
         self.started_at = time.time()
         self.entry = RequestIdMiddleware(self._dispatch)
@@ -189,6 +196,7 @@ class Runtime:
             redact=self.redactor,
             admit=self.state.admission(access),
             telemetry=self.telemetry,
+            quota=self.usage.quota(quotas_of(config.auth)),
         )
         reload = self.reloader.reload if self.reloader is not None else None
         extra = [
@@ -197,6 +205,7 @@ class Runtime:
             *metrics_handlers(self.metrics, access),
             *session_handlers(self.shared_sessions, access),
             *ops_handlers(self.ops, access),
+            *usage_handlers(self.usage, access),
         ]
         doors = front_doors(table)
         app = create_app(
@@ -232,6 +241,7 @@ class Runtime:
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
             ("shared state", self.state.table_changed),
             ("telemetry", lambda: self.telemetry.configure(config.telemetry)),
+            ("quotas", lambda: setattr(self.usage, "quotas", quotas_of(config.auth))),
         )
         for name, step in steps:
             try:
@@ -242,6 +252,7 @@ class Runtime:
     async def startup(self) -> None:
         """Open pools, start probing for the initial table, and watch the file for changes."""
         await self.state.start()
+        await self.usage.start()
         self.state.attach(self.registry, self.prober, replica_finder(lambda: self.current))
         table = self._install(self.prepare(self.initial_config)).table
         config = table.config
@@ -262,6 +273,7 @@ class Runtime:
         await self.ops.stop()
         await self.prober.stop()
         await self.registry.close()
+        await self.usage.close()
         await self.state.close()
         await self.telemetry.close()
         self.logs.close()

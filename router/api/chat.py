@@ -48,6 +48,7 @@ class ChatServices:
     sessions: Sessions | None = None
     admit: Callable[[str | None], Awaitable[None]] | None = None  # shared rate limits (router.state)
     telemetry: Telemetry | None = None  # tracing: its `tracer` is None when off (decided per table)
+    quota: Callable[[str | None], Awaitable[None]] | None = None  # daily quotas (router.state.usage)
 
 
 class Incoming(Protocol):
@@ -88,6 +89,9 @@ async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> 
             raise _wrong_kind(route, dialect.kind)
         if services.admit is not None:
             await services.admit(record.principal)
+        if services.quota is not None:  # requests_per_day / tokens_per_day (router.state.usage)
+            await services.quota(record.principal)
+        record.admitted = True
         sessions = services.sessions
         if inbound.context is not None:  # a dialect's own stored conversations (Responses)
             await dialect.join_conversation(inbound, sessions, record.principal)
@@ -100,6 +104,7 @@ async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> 
                 past = await sessions.history(session_id, record.principal)
                 inbound.body = {**body, "messages": [*past, *sent]}
                 exchange.turn = Turn(sessions, session_id, record.principal, sent)
+        exchange.messages = prompt_messages(inbound.body)
         return await answer(route, inbound, dialect, exchange, services)
     except RouterError as error:
         exchange.end(error, error.status)
@@ -243,3 +248,14 @@ class WholeAnswer(ASGIResponse):
             await super().__call__(scope, receive, send)
         finally:
             self.exchange.end(None)
+
+
+def prompt_messages(body: dict[str, Any]) -> list[Any]:
+    """What a request sends as its prompt, as messages, for a token estimate when the upstream gives no
+    count: a chat's `messages`, a completion's `prompt` (or prompts), an embedding's `input`."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return messages
+    text = body.get("prompt", body.get("input"))
+    texts = text if isinstance(text, list) else [text]
+    return [{"content": item} for item in texts if isinstance(item, str)]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from router.dispatch import Lease
 from router.echo import shown
 from router.observability import Observer, RequestRecord
+from router.observability.tokens import estimate_prompt, estimate_tokens
 from router.upstreams.base import AnswerStats, EventStream
 
 log = logging.getLogger("router.sessions")
@@ -91,7 +92,7 @@ _BACKGROUND: set[asyncio.Task[None]] = set()  # turns being stored in the backgr
 class Exchange:
     """A chat request and everything it holds; `end` lets all of it go, once."""
 
-    __slots__ = ("_ended", "lease", "observer", "record", "stats", "trace", "turn")
+    __slots__ = ("_ended", "lease", "messages", "observer", "record", "stats", "trace", "turn")
 
     def __init__(self, request_id: str, observer: Observer) -> None:
         self.record = RequestRecord(request_id)
@@ -100,6 +101,7 @@ class Exchange:
         self.lease: Lease | None = None
         self.stats: AnswerStats | None = None
         self.trace: RequestTrace | None = None
+        self.messages: list[Any] = []  # the prompt sent upstream, for an estimate when no count comes
         self._ended = False
 
     def serve(self, lease: Lease, stats: AnswerStats) -> dict[str, str]:
@@ -138,6 +140,10 @@ class Exchange:
         if stats is not None:
             record = self.record
             record.prompt_tokens, record.completion_tokens = stats.prompt_tokens, stats.completion_tokens
+            if record.prompt_tokens is None:  # the upstream said nothing: estimate, and say so
+                record.prompt_tokens, record.prompt_estimated = estimate_prompt(self.messages), True
+            if record.completion_tokens is None:
+                record.completion_tokens, record.completion_estimated = estimate_tokens(stats.chars), True
             turn, self.turn = self.turn, None
             if turn is not None:  # not stored yet: the answer did not complete (see `save_turn`)
                 turn.save_later(stats, interrupted=outcome is not None)

@@ -62,13 +62,16 @@ class UpstreamConfig(FrozenModel):
     # Size bounds on what the upstream sends back: a whole (non-streamed) answer, and one stream line.
     max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # openai upstreams: ask every stream for its usage (`stream_options.include_usage`), for token accounting
+    stream_usage: bool = True
 
     def identity(self) -> tuple[Any, ...]:
         """What must stay equal for a reload to keep this upstream's connection pool and breaker."""
         key = self.api_key.get_secret_value() if self.api_key else None
         headers = tuple(sorted(self.headers.items()))
         bounds = (self.max_response_bytes, self.max_line_bytes)  # the adapter reads them once
-        return (self.type, self.base_url.rstrip("/"), key, headers, self.max_connections, *bounds)
+        asks = (self.stream_usage,)  # read once by the adapter too
+        return (self.type, self.base_url.rstrip("/"), key, headers, self.max_connections, *bounds, *asks)
 
 
 class RoutePolicy(FrozenModel):
@@ -155,6 +158,9 @@ class ApiKey(FrozenModel):
     routes: tuple[str, ...] | None = None  # route paths this key may use; None: every route
     rate_limit_per_minute: int | None = Field(default=None, ge=1)  # token bucket; None: unlimited
     max_concurrency: int | None = Field(default=None, ge=1)  # requests in progress at once; None: unlimited
+    # quotas per UTC day, shared by every process through `state:` (router.state.usage); None: none
+    requests_per_day: int | None = Field(default=None, ge=1)
+    tokens_per_day: int | None = Field(default=None, ge=1)
 
 
 class AdminKey(FrozenModel):

@@ -46,6 +46,7 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 _BREAKER_STATES = tuple(str(state) for state in BreakerState)
+_BOOL = {False: "false", True: "true"}
 
 
 @dataclass(slots=True)
@@ -92,12 +93,22 @@ class RouterMetrics(Observer):
             registry=r,
         )
         self.prompt_tokens = Counter(
-            "router_prompt_tokens", "Prompt tokens (in), as upstreams reported them.", ["route"], registry=r
+            "router_prompt_tokens",
+            "Prompt tokens (in) by route, estimates included (router_tokens_total has the detail).",
+            ["route"],
+            registry=r,
         )
         self.completion_tokens = Counter(
             "router_completion_tokens",
-            "Completion tokens (out), as upstreams reported.",
+            "Completion tokens (out) by route, estimates included (router_tokens_total has the detail).",
             ["route"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "router_tokens",
+            "Tokens by route, upstream, client key, client dialect, type (prompt or completion) and whether "
+            "the figure is the router's estimate (the upstream reported none).",
+            ["route", "upstream", "key", "dialect", "type", "estimated"],
             registry=r,
         )
         self.retries = Counter("router_retries", "Retries of upstream attempts.", ["route"], registry=r)
@@ -140,6 +151,7 @@ class RouterMetrics(Observer):
         r.register(LiveStateCollector(table))
         self._series: dict[str, _RouteSeries] = {}
         self._requests: dict[tuple[str, int, str], Any] = {}
+        self._tokens: dict[tuple[str, str, str | None, str, bool, bool], tuple[Any, Any]] = {}
 
     def prepare(self, table: RouteTable) -> None:
         """Create every route's series now, so they show (at zero) before the first request."""
@@ -174,10 +186,8 @@ class RouterMetrics(Observer):
         ttft = record.ttft
         if ttft is not None:
             series.ttft.observe(ttft)
-        if record.prompt_tokens:
-            series.prompt_tokens.inc(record.prompt_tokens)
-        if record.completion_tokens:
-            series.completion_tokens.inc(record.completion_tokens)
+        if record.prompt_tokens or record.completion_tokens:
+            self._count_tokens(record, series)
         if record.retries:
             series.retries.inc(record.retries)
         if record.outcome == "client_cancelled":
@@ -188,6 +198,34 @@ class RouterMetrics(Observer):
         per_token = record.time_per_output_token
         if per_token is not None:
             series.time_per_output_token.observe(per_token)
+
+    def _count_tokens(self, record: RequestRecord, series: _RouteSeries) -> None:
+        """`router_tokens_total` (and the older per-route totals, which include estimates too).
+
+        Labels come from the table (route, upstream and key names) and the router's own dialect names,
+        so series are bounded by routes x their upstreams x keys x dialects x 4.
+        """
+        key = (
+            record.route,
+            record.upstream,
+            record.principal,
+            record.dialect,
+            record.prompt_estimated,
+            record.completion_estimated,
+        )
+        children = self._tokens.get(key)
+        if children is None:
+            labels = (record.route, record.upstream, record.principal or "-", record.dialect)
+            children = self._tokens[key] = (
+                self.tokens.labels(*labels, "prompt", _BOOL[record.prompt_estimated]),
+                self.tokens.labels(*labels, "completion", _BOOL[record.completion_estimated]),
+            )
+        if record.prompt_tokens:
+            children[0].inc(record.prompt_tokens)
+            series.prompt_tokens.inc(record.prompt_tokens)
+        if record.completion_tokens:
+            children[1].inc(record.completion_tokens)
+            series.completion_tokens.inc(record.completion_tokens)
 
     def reloaded(self, ok: bool, sha256: str, trigger: str) -> None:
         self.reloads.labels("success" if ok else "failure").inc()

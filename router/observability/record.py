@@ -54,6 +54,10 @@ class RequestRecord:
     ended_at: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    prompt_estimated: bool = False  # the upstream reported no prompt count: estimated (router.usage)
+    completion_estimated: bool = False  # likewise for the completion
+    dialect: str = "openai_chat"  # the client's dialect (`router.dialects`): which front door it used
+    admitted: bool = False  # passed authentication, authorisation and quotas: counted in /usage
     error: str | None = None
     release: Callable[[], None] | None = None  # ends the request's share of its key's max_concurrency
     # Tracing and the router's overhead: the trace id (tracing on), the seconds spent waiting on upstreams
@@ -61,12 +65,16 @@ class RequestRecord:
     trace_id: str | None = None
     upstream_wait: float = 0.0
     served_at: float | None = None
-    dialect: str = "openai_chat"  # the client's dialect (`router.dialects`): which front door it used
 
     @property
     def duration(self) -> float:
         """Seconds from arrival to the end of the answer."""
         return (self.ended_at or time.perf_counter()) - self.started
+
+    @property
+    def tokens_estimated(self) -> bool:
+        """Whether either token figure is the router's estimate rather than the upstream's count."""
+        return self.prompt_estimated or self.completion_estimated
 
     @property
     def ttft(self) -> float | None:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from router.registry import Registry
     from router.security import Access
     from router.sessions import SessionStore
+    from router.state.usage import UsageLedger
 
 
 class StateUnavailable(RouterError):
@@ -78,6 +79,12 @@ class SharedState(ABC):
     def admission(self, access: Access) -> Admit | None:
         """The shared rate-limit step after authorisation, or None when `access` limits by itself."""
         return None
+
+    def usage(self) -> UsageLedger:
+        """The token and request counters behind quotas and `GET /usage` (router.state.usage)."""
+        from router.state.usage import MemoryUsage
+
+        return MemoryUsage()
 
     def attach(self, registry: Registry, prober: Prober, find: ReplicaFinder) -> None:
         """Share breaker and health transitions of the registry's objects (nothing to do in memory)."""

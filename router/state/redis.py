@@ -42,6 +42,7 @@ from router.state.scripts import DELETE, HISTORY, LEASE, RECORD, TAKE_TOKEN
 if TYPE_CHECKING:
     from router.probing import Prober
     from router.registry import Registry
+    from router.state.usage import UsageLedger
 
 log = logging.getLogger("router.state")
 
@@ -241,6 +242,11 @@ class RedisState(SharedState):
                 )
 
         return admit
+
+    def usage(self) -> UsageLedger:
+        from router.state.usage import RedisUsage
+
+        return RedisUsage(self)
 
     def attach(self, registry: Registry, prober: Prober, find: ReplicaFinder) -> None:
         from router.state.sync import StateSync

@@ -85,12 +85,14 @@ class AnswerStats:
     text: list[str] | None = None
     model: str | None = None  # the model the upstream says answered (traces: gen_ai.response.model)
     finish_reason: str | None = None  # OpenAI's words (traces: gen_ai.response.finish_reasons)
+    chars: int = 0  # characters of content relayed: the estimate's base when no usage comes
 
     def take_usage(self, usage: Any) -> None:
-        """Read an OpenAI `usage` object, if it is one."""
+        """Read an OpenAI `usage` object, if it is one (a count that is not an integer is no count)."""
         if isinstance(usage, dict):
-            self.prompt_tokens = usage.get("prompt_tokens")
-            self.completion_tokens = usage.get("completion_tokens")
+            prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+            self.prompt_tokens = prompt if isinstance(prompt, int) and prompt >= 0 else None
+            self.completion_tokens = completion if isinstance(completion, int) and completion >= 0 else None
 
     def take_end(self, answer: dict[str, Any], choice: Any) -> None:
         """Note the answering model (first seen) and a choice's finish reason, when it has one."""
@@ -105,18 +107,27 @@ class AnswerStats:
 
     def take_text(self, choice: Any) -> None:
         """Read one text-completion choice's `text` (whole answers and chunks alike)."""
-        if self.text is not None and isinstance(choice, dict):
+        if isinstance(choice, dict):
             text = choice.get("text")
             if isinstance(text, str):
-                self.text.append(text)
+                self.chars += len(text)
+                if self.text is not None:
+                    self.text.append(text)
 
     def take_choice(self, choice: Any, field: str) -> None:
         """Read one OpenAI choice's text (`field` is "message" for whole answers, "delta" for chunks)."""
-        if self.text is not None and isinstance(choice, dict):
+        if isinstance(choice, dict):
             part = choice.get(field)
-            content = part.get("content") if isinstance(part, dict) else None
+            if not isinstance(part, dict):
+                return
+            content = part.get("content")
             if isinstance(content, str):
-                self.text.append(content)
+                self.chars += len(content)
+                if self.text is not None:
+                    self.text.append(content)
+            reasoning = part.get("reasoning_content")
+            if isinstance(reasoning, str):
+                self.chars += len(reasoning)
 
 
 def new_stats(call: ChatCall) -> AnswerStats:

@@ -76,8 +76,11 @@ class OllamaAdapter(UpstreamAdapter):
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
         stats = new_stats(call)
         record_final_line(stats, answer)
+        message = answer.get("message")
+        content = (message.get("content") or "") if isinstance(message, dict) else ""
+        stats.chars = len(content)
         if stats.text is not None:
-            stats.text.append((answer.get("message") or {}).get("content") or "")
+            stats.text.append(content)
         return msgspec.json.encode(ollama_mapping.completion(answer, call.model, call.request_id)), stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
@@ -168,8 +171,14 @@ class OllamaStream(LineStream):
         if not raw.strip():
             return []
         line = self.decode(raw)
-        if self.stats.text is not None:
-            self.stats.text.append((line.get("message") or {}).get("content") or "")
+        said = line.get("message")
+        if isinstance(said, dict):
+            content = said.get("content")
+            text = content if isinstance(content, str) else ""
+            thinking = said.get("thinking")
+            self.stats.chars += len(text) + (len(thinking) if isinstance(thinking, str) else 0)
+            if self.stats.text is not None:
+                self.stats.text.append(text)
         if line.get("done"):
             self.done = True
             record_final_line(self.stats, line)
@@ -202,9 +211,11 @@ class OllamaTextStream(OllamaStream):
         if not raw.strip():
             return []
         line = self.decode(raw)
+        piece = line.get("response")
+        text = piece if isinstance(piece, str) else ""
+        self.stats.chars += len(text)
         if self.stats.text is not None:
-            piece = line.get("response")
-            self.stats.text.append(piece if isinstance(piece, str) else "")
+            self.stats.text.append(text)
         if line.get("done"):
             self.done = True
             record_final_line(self.stats, line)
@@ -212,10 +223,14 @@ class OllamaTextStream(OllamaStream):
 
 
 def record_final_line(stats: AnswerStats, line: dict[str, Any]) -> None:
-    """Ollama's last line carries the token counts."""
-    counts = ollama_mapping.usage(line)
-    stats.prompt_tokens = counts["prompt_tokens"]
-    stats.completion_tokens = counts["completion_tokens"]
+    """Ollama's last line carries the token counts; a count it leaves out stays unknown (then estimated).
+
+    Ollama omits `prompt_eval_count` when the whole prompt came from its cache, so an absent count is
+    not read as zero: the router estimates it instead and says so.
+    """
+    prompt, completion = line.get("prompt_eval_count"), line.get("eval_count")
+    stats.prompt_tokens = prompt if isinstance(prompt, int) and prompt >= 0 else None
+    stats.completion_tokens = completion if isinstance(completion, int) and completion >= 0 else None
     stats.finish_reason = ollama_mapping.finish_reason(line)
     model = line.get("model")
     if isinstance(model, str):

@@ -80,6 +80,7 @@ class OpenAIAdapter(UpstreamAdapter):
         self.embeddings_target = URL(self.embeddings_url)
         self.completions_url = f"{self.base_url}/completions"
         self.completions_target = URL(self.completions_url)
+        self.ask_usage = config.stream_usage
 
     def _request(self, call: ChatCall) -> dict[str, Any]:
         body = {k: v for k, v in call.body.items() if k not in ROUTER_ONLY_FIELDS}
@@ -89,6 +90,11 @@ class OpenAIAdapter(UpstreamAdapter):
             body["max_tokens"] = call.max_tokens
             if "max_completion_tokens" in body:
                 body["max_completion_tokens"] = call.max_tokens
+        if call.stream and not call.include_usage and self.ask_usage:
+            # Token accounting needs the upstream's counts; the client did not ask, so the usage chunk
+            # this adds is dropped again on the way back (`OpenAIStream`).
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return body
 
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
@@ -135,7 +141,9 @@ class OpenAIAdapter(UpstreamAdapter):
                 raise BadUpstreamResponse(
                     f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
                 )
-            return OpenAIStream(response, self.chat_url, new_stats(call), self.wire)
+            stream = OpenAIStream(response, self.chat_url, new_stats(call), self.wire)
+            stream.drop_usage = self.ask_usage and not call.include_usage
+            return stream
 
         return await open_line_stream(limits, self.chat_url, start)
 
@@ -237,7 +245,15 @@ def _lists_model(listing: Any, model: str) -> bool:
 
 
 class OpenAIStream(LineStream):
-    """One SSE answer being relayed; ends cleanly only on `data: [DONE]`."""
+    """One SSE answer being relayed; ends cleanly only on `data: [DONE]`.
+
+    `drop_usage`: the router asked for usage the client did not, so the usage-only chunk (empty
+    `choices`) is read for its counts and not relayed. Every chunk is decoded anyway (`_check`), so this
+    costs one test per chunk; other chunks still go out byte for byte (with the `"usage": null` some
+    servers then add, which the OpenAI chunk type allows).
+    """
+
+    drop_usage = False
 
     def translate(self, line: bytes) -> list[bytes]:
         if not line.startswith(b"data:"):
@@ -246,11 +262,15 @@ class OpenAIStream(LineStream):
         if payload == b"[DONE]":
             self.done = True
             return []
-        self._check(payload)
+        if self._check(payload) and self.drop_usage:
+            return []
         return [payload]
 
-    def _check(self, payload: bytes) -> None:
-        """Refuse garbage and surface in-stream errors; note what logs and metrics want to know."""
+    def _check(self, payload: bytes) -> bool:
+        """Refuse garbage and surface in-stream errors; note what logs and metrics want to know.
+
+        True for a usage-only chunk (usage and no choices).
+        """
         try:
             chunk = decode_json(payload, self.url)
         except BadUpstreamResponse:
@@ -263,8 +283,14 @@ class OpenAIStream(LineStream):
             message = error.get("message") if isinstance(error, dict) else error
             text = self.wire.scrub(f"upstream at {self.url} failed mid-answer: {message}")
             raise UpstreamStatus(text, status=500)
-        self.stats.take_usage(chunk.get("usage"))
-        self.take_choices(chunk.get("choices") or (), chunk)
+        usage = chunk.get("usage")
+        choices = chunk.get("choices")
+        if usage is not None:
+            self.stats.take_usage(usage)
+            if not choices:
+                return True
+        self.take_choices(choices or (), chunk)
+        return False
 
     def take_choices(self, choices: Any, chunk: dict[str, Any]) -> None:
         """Note the text and the end of a chunk's choices (chat deltas here)."""

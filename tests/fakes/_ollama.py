@@ -38,23 +38,27 @@ def _tool_calls(reply: Reply) -> list[dict[str, Any]]:
     return [{"function": {"name": name, "arguments": arguments}} for name, arguments in reply.tool_calls]
 
 
-def _counters(reply: Reply) -> bytes:
-    """The trailing fields of the `done` object, in nanoseconds like Ollama (1 ms per fake token)."""
+def _counters(reply: Reply, prompt_count: bool = True) -> bytes:
+    """The trailing fields of the `done` object, in nanoseconds like Ollama (1 ms per fake token).
+
+    Without `prompt_count`, `prompt_eval_count` is left out, as Ollama does when the prompt was cached.
+    """
     eval_count = len(reply.pieces)
     prompt_ns = 100_000 * reply.prompt_tokens
     eval_ns = 1_000_000 * max(eval_count, 1)
     load_ns = 1_000_000
-    return json_bytes(
-        {
-            "done_reason": reply.finish_reason,
-            "total_duration": load_ns + prompt_ns + eval_ns,
-            "load_duration": load_ns,
-            "prompt_eval_count": reply.prompt_tokens,
-            "prompt_eval_duration": prompt_ns,
-            "eval_count": eval_count,
-            "eval_duration": eval_ns,
-        }
-    )[1:]  # without "{": spliced after `"done":true,`
+    fields = {
+        "done_reason": reply.finish_reason,
+        "total_duration": load_ns + prompt_ns + eval_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": reply.prompt_tokens,
+        "prompt_eval_duration": prompt_ns,
+        "eval_count": eval_count,
+        "eval_duration": eval_ns,
+    }
+    if not prompt_count:
+        del fields["prompt_eval_count"]
+    return json_bytes(fields)[1:]  # without "{": spliced after `"done":true,`
 
 
 class FakeOllama(FakeUpstream):
@@ -74,6 +78,7 @@ class FakeOllama(FakeUpstream):
     def reset(self) -> None:
         super().reset()
         self.loaded = []
+        self.send_prompt_count = True  # False: leave prompt_eval_count out (a cached prompt)
 
     def probe_routes(self) -> dict[str, ProbeMaker]:
         return {
@@ -205,7 +210,7 @@ class FakeOllama(FakeUpstream):
         return self.error_response(404, f'model "{model}" not found, try pulling it first')
 
     def _cached_suffixes(self, reply: Reply) -> tuple[tuple[bytes, ...], bytes]:
-        key = (reply.model, reply.pieces, reply.finish_reason, reply.prompt_tokens)
+        key = (reply.model, reply.pieces, reply.finish_reason, reply.prompt_tokens, self.send_prompt_count)
         cached = None if reply.tool_calls else self._suffixes.get(key)
         if cached is None:
             content = tuple(
@@ -220,7 +225,11 @@ class FakeOllama(FakeUpstream):
                     + json_bytes(_tool_calls(reply))
                     + b'},"done":false}\n',
                 )
-            done = b'"message":{"role":"assistant","content":""},"done":true,' + _counters(reply) + b"\n"
+            done = (
+                b'"message":{"role":"assistant","content":""},"done":true,'
+                + _counters(reply, self.send_prompt_count)
+                + b"\n"
+            )
             if len(self._suffixes) > 256:
                 self._suffixes.clear()
             cached = self._suffixes[key] = (content, done)
@@ -268,7 +277,7 @@ class FakeOllama(FakeUpstream):
             + json.dumps(reply.text, ensure_ascii=False).encode()
             + (b',"tool_calls":' + json_bytes(_tool_calls(reply)) if reply.tool_calls else b"")
             + b'},"done":true,'
-            + _counters(reply)
+            + _counters(reply, self.send_prompt_count)
         )
 
     def error_frame(self, message: str) -> bytes:

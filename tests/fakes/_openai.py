@@ -120,6 +120,8 @@ class FakeOpenAI(FakeUpstream):
     def reset(self) -> None:
         super().reset()
         self.api_key = self._initial_api_key
+        # False: no usage at all, asked or not (llama-cpp-python ignores stream_options.include_usage)
+        self.send_usage = True
 
     @property
     def base_url(self) -> str:
@@ -171,7 +173,9 @@ class FakeOpenAI(FakeUpstream):
             finish_reason="tool_calls" if calls else finish,
             prompt_tokens=count_prompt_tokens(messages),
             stream=bool(body.get("stream", False)),
-            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            include_usage=self.send_usage
+            and isinstance(options, dict)
+            and bool(options.get("include_usage")),
             tool_calls=calls,
         )
 
@@ -231,7 +235,9 @@ class FakeOpenAI(FakeUpstream):
             finish_reason=finish,
             prompt_tokens=count_words(prompt),
             stream=bool(body.get("stream", False)),
-            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            include_usage=self.send_usage
+            and isinstance(options, dict)
+            and bool(options.get("include_usage")),
             kind="completions",
             extra=prompt if body.get("echo") else "",
         )
@@ -336,7 +342,7 @@ class FakeOpenAI(FakeUpstream):
         if reply.kind != "chat":
             return self._body_of_kind(reply)
         id_, created = self._new_id()
-        return json_bytes(
+        body = json_bytes(
             {
                 "id": id_,
                 "object": "chat.completion",
@@ -353,6 +359,9 @@ class FakeOpenAI(FakeUpstream):
                 "usage": _usage(reply),
             }
         )
+        if not self.send_usage:
+            body = json_bytes({k: v for k, v in json.loads(body).items() if k != "usage"})
+        return body
 
     def error_frame(self, message: str) -> bytes:
         return b"data: " + json_bytes(_error_object(message, "server_error")) + b"\n\n"

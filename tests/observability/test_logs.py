@@ -35,6 +35,7 @@ REQUEST_FIELDS = {
     "duration_ms",
     "ttft_ms",
     "prompt_tokens",
+    "tokens_estimated",
     "completion_tokens",
     "retries",
     "stream",
@@ -91,6 +92,7 @@ def test_one_json_line_per_request_with_every_field(
         assert (line["route"], line["model"], line["upstream"]) == ("/chat/m", "qwen3:32b", "u")
         assert (line["status"], line["outcome"], line["retries"]) == (200, "ok", 0)
         assert line["completion_tokens"] == 5 and line["prompt_tokens"] > 0
+        assert line["tokens_estimated"] is False and line["dialect"] == "openai_chat"
         assert line["duration_ms"] > 0
         assert 0 <= line["overhead_ms"] < line["duration_ms"]
         assert line["trace_id"] is None  # tracing is off
