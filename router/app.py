@@ -32,6 +32,7 @@ from litestar.types import ASGIApp
 from router import __version__
 from router.api.chat import ChatServices, handle_chat
 from router.api.errors import exception_handlers
+from router.api.ollama import DOORS_DOC, OLLAMA_LISTING_PATHS, ollama_doors, ollama_listing_handlers
 from router.api.web import web_handlers
 from router.config.reserved import (
     ANTHROPIC_COUNT_TOKENS_PATH,
@@ -39,6 +40,8 @@ from router.config.reserved import (
     HEALTHZ_PATH,
     OPENAI_CHAT_OPERATION,
     OPENAI_CHAT_PATH,
+    OPENAI_COMPLETIONS_PATH,
+    OPENAI_EMBEDDINGS_PATH,
     OPENAI_MODELS_PATH,
     OPENAI_RESPONSES_PATH,
     OPENAPI_PATH,
@@ -54,11 +57,15 @@ from router.dialects.anthropic_messages import (
     count_tokens,
 )
 from router.dialects.base import Door, Resolve
+from router.dialects.ollama_api import OLLAMA_ERRORS
 from router.dialects.openai_chat import OPENAI_CHAT
+from router.dialects.openai_completions import OPENAI_COMPLETIONS
+from router.dialects.openai_embeddings import OPENAI_EMBEDDINGS
 from router.dialects.openai_responses import OPENAI_RESPONSES, ResponsesRequest
 from router.echo import quoted
 from router.errors import ErrorDialect, InvalidRequest, NotFound, Redact
 from router.protocol.openai_chat import ChatRequest
+from router.protocol.openai_kinds import CompletionRequest, EmbeddingsRequest
 from router.security import Access
 from router.security.http import cors_config
 from router.table import Route, RouteTable
@@ -105,6 +112,11 @@ def _request_schema(of: type = ChatRequest) -> dict[str, Any]:
     return inline(schema, frozenset())  # type: ignore[no-any-return]
 
 
+def inlined_schema(request_type: type) -> dict[str, Any]:
+    """The JSON Schema of a request type, inlined: the documented body of a front door's handler."""
+    return _request_schema(request_type)
+
+
 def _json(data: Any, status: int = 200) -> ASGIResponse:
     return ASGIResponse(body=msgspec.json.encode(data), media_type="application/json", status_code=status)
 
@@ -117,6 +129,14 @@ def front_doors(table: RouteTable) -> dict[str, Door]:
     by_model = _by_model(table)
     doors[OPENAI_CHAT_PATH] = Door(OPENAI_CHAT, by_model)
     doors[OPENAI_RESPONSES_PATH] = Door(OPENAI_RESPONSES, by_model)
+    # The other call kinds (docs/dialects/embeddings_and_completions.md); an embeddings route's own path
+    # speaks embeddings.
+    doors[OPENAI_EMBEDDINGS_PATH] = Door(OPENAI_EMBEDDINGS, by_model)
+    doors[OPENAI_COMPLETIONS_PATH] = Door(OPENAI_COMPLETIONS, by_model)
+    for route in table.routes:
+        if route.config.kind == "embeddings":
+            doors[route.path] = Door(OPENAI_EMBEDDINGS, doors[route.path].resolve)
+    doors.update(ollama_doors(table))  # /api/chat, /api/generate, /api/embed, /api/embeddings
     doors[ANTHROPIC_MESSAGES_PATH] = Door(ANTHROPIC_MESSAGES, by_model)
     return doors
 
@@ -151,16 +171,81 @@ def route_handler(route: Route, services: ChatServices, door: Door) -> HTTPRoute
         return await handle_chat(request, services, door)
 
     upstreams = ", ".join(r.upstream.name for r in route.replicas)
+    embeddings = route.config.kind == "embeddings"
     return post(
         route.path,
         name=f"route:{route.name}",
         operation_id=ROUTE_OPERATION_PREFIX + route.name,
-        summary=f"Chat with {route.model}",
-        description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. {_CHAT_RESPONSES_DOC}",
+        summary=f"Embeddings from {route.model}" if embeddings else f"Chat with {route.model}",
+        description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. "
+        + (_EMBEDDINGS_RESPONSES_DOC if embeddings else _CHAT_RESPONSES_DOC),
         tags=["routes"],
-        operation_class=ChatOperation,
+        operation_class=EmbeddingsOperation if embeddings else ChatOperation,
         status_code=200,
     )(chat)
+
+
+_EMBEDDINGS_REQUEST_DOC = "An OpenAI embeddings request; unknown fields reach OpenAI-compatible servers."
+_EMBEDDINGS_RESPONSES_DOC = (
+    "An OpenAI embeddings list (float vectors, or base64 when `encoding_format` asks)."
+)
+
+
+@dataclass
+class EmbeddingsOperation(Operation):
+    """OpenAPI operation for an embeddings route's own path: its body is an OpenAI embeddings request."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={"application/json": OpenAPIMediaType(schema=_request_schema(EmbeddingsRequest))},  # type: ignore[arg-type]
+            required=True,
+            description=_EMBEDDINGS_REQUEST_DOC,
+        )
+
+
+def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPRouteHandler]:
+    """`/v1/embeddings` and `/v1/completions`: the other call kinds, a route chosen by `model`."""
+    return [
+        front_door_handler(
+            OPENAI_EMBEDDINGS_PATH,
+            doors[OPENAI_EMBEDDINGS_PATH],
+            services,
+            operation_id="embeddings",
+            summary="OpenAI-compatible embeddings; `model` names an embeddings route",
+            tag="openai",
+            request_schema=_request_schema(EmbeddingsRequest),
+            request_description=_EMBEDDINGS_REQUEST_DOC,
+        ),
+        front_door_handler(
+            OPENAI_COMPLETIONS_PATH,
+            doors[OPENAI_COMPLETIONS_PATH],
+            services,
+            operation_id="completions",
+            summary="OpenAI-compatible text completions (with `suffix`); `model` names a chat route",
+            tag="openai",
+            request_schema=_request_schema(CompletionRequest),
+            request_description="An OpenAI (legacy) completions request; unknown fields reach "
+            "OpenAI-compatible servers.",
+        ),
+    ]
+
+
+def ollama_door_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPRouteHandler]:
+    """The Ollama doors (`/api/chat`, `/api/generate`, `/api/embed`, `/api/embeddings`) as handlers: in the
+    OpenAPI document, and serving what the fast path leaves to the app."""
+    return [
+        front_door_handler(
+            path,
+            doors[path],
+            services,
+            operation_id=operation_id,
+            summary=summary,
+            tag="ollama",
+            request_schema=inlined_schema(body),
+            request_description="An Ollama API request (docs/dialects/ollama_api.md).",
+        )
+        for path, operation_id, summary, body in DOORS_DOC
+    ]
 
 
 def openai_handlers(table: RouteTable, services: ChatServices, door: Door) -> list[HTTPRouteHandler]:
@@ -353,8 +438,11 @@ def create_app(
     handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
     handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
     handlers.append(responses_handler(services, doors[OPENAI_RESPONSES_PATH]))
+    handlers += kinds_handlers(doors, services)
     handlers += anthropic_handlers(services, doors[ANTHROPIC_MESSAGES_PATH])
     handlers += probe_handlers(table, state_status)
+    handlers += ollama_listing_handlers(table, services)
+    handlers += ollama_door_handlers(doors, services)
     handlers += web_handlers()
     handlers += list(extra_handlers)
     return Litestar(
@@ -373,6 +461,7 @@ def error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
     every door's, and a dialect's paths that are not doors (count_tokens...), one line each."""
     dialects = {path: door.dialect.errors for path, door in doors.items()}
     dialects[ANTHROPIC_COUNT_TOKENS_PATH] = ANTHROPIC_ERRORS
+    dialects.update(dict.fromkeys(OLLAMA_LISTING_PATHS, OLLAMA_ERRORS))  # /api/tags, /api/show...
     return dialects
 
 

@@ -22,8 +22,8 @@ from litestar.response.base import ASGIResponse
 from router.api.exchange import Exchange, Sessions, Turn, TurnSavingStream
 from router.api.middleware import request_id_of
 from router.dialects.base import ClientDialect, Door, Inbound, Resolve
-from router.dispatch import dispatch
-from router.errors import Redact, RouterError
+from router.dispatch import Attempt, dispatch
+from router.errors import InvalidRequest, Redact, RouterError
 from router.observability import Observer
 from router.observability.telemetry import Telemetry
 from router.registry import Registry
@@ -84,12 +84,15 @@ async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> 
         if exchange.trace is not None:
             exchange.trace.resolved(route, parsed)
         services.access.authorize(record.principal, route.path)
+        if _ROUTE_KIND[dialect.kind] != route.config.kind:
+            raise _wrong_kind(route, dialect.kind)
         if services.admit is not None:
             await services.admit(record.principal)
         sessions = services.sessions
         if inbound.context is not None:  # a dialect's own stored conversations (Responses)
             await dialect.join_conversation(inbound, sessions, record.principal)
-        if sessions is not None:  # with sessions off, a session id costs nothing and changes nothing
+        # with sessions off, a session id costs nothing and changes nothing; only chat has messages
+        if sessions is not None and dialect.kind == "chat":
             session_id = parsed.session_id or _header(headers, SESSION_HEADER)
             if session_id:
                 body = inbound.body
@@ -126,6 +129,50 @@ async def _open_stream(
     return await adapter.open_stream(call, limits)
 
 
+async def _complete_text(
+    adapter: UpstreamAdapter, call: ChatCall, limits: Limits
+) -> tuple[bytes, AnswerStats]:
+    return await adapter.complete_text(call, limits)
+
+
+async def _open_text_stream(
+    adapter: UpstreamAdapter, call: ChatCall, limits: Limits
+) -> tuple[EventStream, list[bytes]]:
+    return await adapter.open_text_stream(call, limits)
+
+
+async def _embed(adapter: UpstreamAdapter, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+    return await adapter.embed(call, limits)
+
+
+# A dialect's call kind -> the adapter calls for a whole and a streamed answer (embeddings never stream:
+# their dialects parse `stream` as false), and the route kind that serves it.
+_ATTEMPTS: dict[str, tuple[Attempt[tuple[bytes, AnswerStats]], Attempt[tuple[EventStream, list[bytes]]]]] = {
+    "chat": (_complete, _open_stream),
+    "completions": (_complete_text, _open_text_stream),
+    "embeddings": (_embed, _open_stream),
+}
+_ROUTE_KIND = {"chat": "chat", "completions": "chat", "embeddings": "embeddings"}
+_ASKED = {
+    "chat": "a chat request",
+    "completions": "a text completion request",
+    "embeddings": "an embeddings request",
+}
+
+
+def _wrong_kind(route: Route, kind: str) -> InvalidRequest:
+    """400: the route serves the other kind of call (an embeddings model cannot chat, and the reverse)."""
+    if route.config.kind == "embeddings":
+        what = "embeddings only: send an `input` to POST /v1/embeddings (or to the route's own path)"
+    else:
+        what = "chat: send chat requests to /v1/chat/completions, text completions to /v1/completions"
+    return InvalidRequest(
+        f"{_ASKED[kind]} cannot be served by route {route.path} (model {route.model}), which serves {what}",
+        param="model",
+        code="wrong_route_kind",
+    )
+
+
 async def answer(
     route: Route, inbound: Inbound, dialect: ClientDialect, exchange: Exchange, services: ChatServices
 ) -> ASGIResponse:
@@ -135,6 +182,7 @@ async def answer(
     collect = exchange.turn is not None
     allowed = services.access.allowed_routes(record.principal) if route.fallbacks else None
     registry = services.registry
+    whole, streamed = _ATTEMPTS[dialect.kind]
     if request.stream:
         (stream, first), lease = await dispatch(
             route,
@@ -142,7 +190,7 @@ async def answer(
             body,
             record.request_id,
             registry,
-            _open_stream,
+            streamed,
             record,
             allowed,
             collect,
@@ -163,7 +211,7 @@ async def answer(
         body,
         record.request_id,
         registry,
-        _complete,
+        whole,
         record,
         allowed,
         collect,

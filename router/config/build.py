@@ -142,6 +142,8 @@ def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[st
     if "aliases" in raw:
         fields["aliases"] = raw["aliases"]
     fields["name"] = raw.get("name") or default_route_name(str(raw.get("path", "")))
+    if "kind" in raw:
+        fields["kind"] = raw["kind"]
     fields["upstreams"] = upstreams
     fields["policy"] = policy
     return fields

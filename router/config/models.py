@@ -107,6 +107,8 @@ class RouteConfig(FrozenModel):
     options: Mapping[str, Any] = Field(default_factory=dict)  # upstream-native options (Ollama `options`)
     description: str | None = None
     policy: RoutePolicy = RoutePolicy()
+    # what the route serves: chat (chat and text completions) or embeddings; requests of the other kind 400
+    kind: Literal["chat", "embeddings"] = "chat"
     aliases: tuple[str, ...] = ()  # other model names selecting this route (unique across the table)
 
 

@@ -207,5 +207,18 @@ def _fallback_problems(
             )
         elif normal in seen:
             problems.append(doc.problem(where, f"fallback {target} is listed twice; remove one"))
+        elif _kind(routes[paths[normal]]) != _kind(route):
+            problems.append(
+                doc.problem(
+                    where,
+                    f"fallback {target} serves {_kind(routes[paths[normal]])}, route {route['path']} serves "
+                    f"{_kind(route)}: a fallback must be a route of the same kind",
+                )
+            )
         seen.add(normal)
     return problems
+
+
+def _kind(route: dict[str, Any]) -> str:
+    """A route's `kind` as written (chat when absent)."""
+    return str(route.get("kind", "chat"))

@@ -158,6 +158,10 @@ class ClientDialect(ABC):
 
     name: str
     errors: ErrorDialect
+    # The call kind the dialect's requests are (docs/dialects/embeddings_and_completions.md): "chat",
+    # "completions" (text, on chat routes) or "embeddings" (on `kind: embeddings` routes). It picks the
+    # adapter call the handler dispatches, and a route of the other kind answers 400.
+    kind: str = "chat"
 
     @abstractmethod
     def parse(self, raw: bytes, headers: Headers) -> Inbound:

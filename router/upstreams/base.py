@@ -6,6 +6,13 @@ interface is narrow on purpose: a scripted fake (tests/support/fake_adapter.py) 
 server so the core is tested in process. Adapters speak OpenAI Chat Completions on their client-facing side: a
 complete answer is a `chat.completion` JSON document, a streamed one is a sequence of
 `chat.completion.chunk` JSON payloads.
+
+Two more call kinds share the interface, each with OpenAI's wire format as its internal model (docs/
+dialects/embeddings_and_completions.md): embeddings (`embed`: an OpenAI `/v1/embeddings` body in, an
+OpenAI embeddings list with float vectors out) and text completions (`complete_text` / `open_text_stream`:
+an OpenAI `/v1/completions` body in, `text_completion` objects and chunks out). They take the same
+`ChatCall` (its `body` is then that kind's body) so the dispatcher, its retries, breakers and fallbacks
+serve every kind through one `Attempt` seam.
 """
 
 from __future__ import annotations
@@ -18,6 +25,16 @@ from typing import Any
 import aiohttp
 
 from router.config.models import UpstreamConfig
+from router.errors import RouterError
+
+
+class UnsupportedCall(RouterError):
+    """The upstream does not serve this kind of call (or this option of it): the request, as written,
+    cannot be served there, and retrying it elsewhere on the same route would fare no better."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "unsupported_by_upstream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,13 @@ class AnswerStats:
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 self.finish_reason = reason
+
+    def take_text(self, choice: Any) -> None:
+        """Read one text-completion choice's `text` (whole answers and chunks alike)."""
+        if self.text is not None and isinstance(choice, dict):
+            text = choice.get("text")
+            if isinstance(text, str):
+                self.text.append(text)
 
     def take_choice(self, choice: Any, field: str) -> None:
         """Read one OpenAI choice's text (`field` is "message" for whole answers, "delta" for chunks)."""
@@ -156,6 +180,20 @@ class UpstreamAdapter(ABC):
 
         A probe answer fetched for another model less than `max_age` seconds ago may be reused.
         """
+
+    async def embed(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        """An OpenAI embeddings list (`{"object": "list", "data": [{"embedding": [floats], "index"}], ...}`)
+        for the OpenAI `/v1/embeddings` body in `call.body`; vectors are always floats (the front door
+        encodes base64 when its client asks). Adapters of servers without embeddings keep this refusal."""
+        raise UnsupportedCall(f"upstream {self.name!r} ({self.config.type}) does not serve embeddings")
+
+    async def complete_text(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        """A whole `text_completion` JSON document for the OpenAI `/v1/completions` body in `call.body`."""
+        raise UnsupportedCall(f"upstream {self.name!r} ({self.config.type}) does not serve text completions")
+
+    async def open_text_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        """Start a streamed text completion: `text_completion` chunk payloads, first ones awaited here."""
+        raise UnsupportedCall(f"upstream {self.name!r} ({self.config.type}) does not serve text completions")
 
     async def close(self) -> None:
         """Close the connection pools (after a reload removed the upstream, or at shutdown)."""

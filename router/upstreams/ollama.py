@@ -1,4 +1,8 @@
-"""Ollama's native API (`/api/chat`, NDJSON streaming) behind the OpenAI-speaking adapter interface."""
+"""Ollama's native API (`/api/chat`, NDJSON streaming) behind the OpenAI-speaking adapter interface.
+
+Embeddings go to `/api/embed` and text completions to `/api/generate` (router/upstreams/ollama_kinds.py
+translates them).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import msgspec
 from yarl import URL
 
 from router.config.models import UpstreamConfig
-from router.upstreams import ollama_mapping
+from router.upstreams import ollama_kinds, ollama_mapping
 from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
 from router.upstreams.errors import (
     BadUpstreamResponse,
@@ -46,6 +50,10 @@ class OllamaAdapter(UpstreamAdapter):
         self.chat_url = f"{root}/api/chat"
         self.chat_target = URL(self.chat_url)
         self.tags_url = f"{root}/api/tags"
+        self.embed_url = f"{root}/api/embed"
+        self.embed_target = URL(self.embed_url)
+        self.generate_url = f"{root}/api/generate"
+        self.generate_target = URL(self.generate_url)
 
     def _request(self, call: ChatCall, stream: bool) -> dict[str, Any]:
         return ollama_mapping.chat_request(call.body, call.model, call.max_tokens, call.options, stream)
@@ -82,6 +90,51 @@ class OllamaAdapter(UpstreamAdapter):
 
         return await open_line_stream(limits, self.chat_url, start)
 
+    async def _post_whole(
+        self, target: URL, url: str, payload: dict[str, Any], call: ChatCall, limits: Limits
+    ) -> Any:
+        """POST and read a whole JSON answer within the route's timeout; an `{"error"}` body is a 500."""
+        async with deadline(limits.timeout, url):
+            response = await post_json(self.session, target, payload, limits, call.request_id, self.wire)
+            answer = await read_json(response, url, self.wire)
+        if isinstance(answer, dict) and "error" in answer:
+            raise UpstreamStatus(self.wire.scrub(f"ollama at {self.root}: {answer['error']}"), status=500)
+        return answer
+
+    async def embed(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        payload = ollama_kinds.embed_request(call.body, call.model, call.options)
+        answer = await self._post_whole(self.embed_target, self.embed_url, payload, call, limits)
+        listing = ollama_kinds.embeddings_list(answer, call.model, self.embed_url)
+        stats = new_stats(call)
+        stats.prompt_tokens = listing["usage"]["prompt_tokens"]
+        stats.completion_tokens = 0
+        return msgspec.json.encode(listing), stats
+
+    def _generate(self, call: ChatCall, stream: bool) -> dict[str, Any]:
+        return ollama_kinds.generate_request(call.body, call.model, call.max_tokens, call.options, stream)
+
+    async def complete_text(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        payload = self._generate(call, False)
+        answer = await self._post_whole(self.generate_target, self.generate_url, payload, call, limits)
+        if not isinstance(answer, dict) or not isinstance(answer.get("response"), str):
+            raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a generate answer")
+        stats = new_stats(call)
+        record_final_line(stats, answer)
+        if stats.text is not None:
+            stats.text.append(answer["response"])
+        return msgspec.json.encode(ollama_kinds.text_completion(answer, call.model, call.request_id)), stats
+
+    async def open_text_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        payload = self._generate(call, True)  # refusals (400) before any connection is made
+
+        async def start() -> OllamaTextStream:
+            response = await post_json(
+                self.session, self.generate_target, payload, limits, call.request_id, self.wire
+            )
+            return OllamaTextStream(response, self.generate_url, call, self.wire)
+
+        return await open_line_stream(limits, self.generate_url, start)
+
     async def probe(
         self, model: str | None, endpoint: str | None, timeout: float, max_age: float = 0.0
     ) -> None:
@@ -114,6 +167,16 @@ class OllamaStream(LineStream):
     def translate(self, raw: bytes) -> list[bytes]:
         if not raw.strip():
             return []
+        line = self.decode(raw)
+        if self.stats.text is not None:
+            self.stats.text.append((line.get("message") or {}).get("content") or "")
+        if line.get("done"):
+            self.done = True
+            record_final_line(self.stats, line)
+        return self.mapper.chunks(line)
+
+    def decode(self, raw: bytes) -> dict[str, Any]:
+        """One NDJSON line as an object; garbage is a bad response, an `{"error"}` line a failure."""
         try:
             line = decode_json(raw, self.url)
         except UpstreamError:
@@ -125,12 +188,27 @@ class OllamaStream(LineStream):
         if "error" in line:
             message = self.wire.scrub(f"ollama at {self.url} failed mid-answer: {line['error']}")
             raise UpstreamStatus(message, status=500)
+        return line
+
+
+class OllamaTextStream(OllamaStream):
+    """One `/api/generate` NDJSON answer relayed as `text_completion` chunks; ends on `done: true`."""
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall, wire: Wire) -> None:
+        super().__init__(response, url, call, wire)
+        self.text_mapper = ollama_kinds.TextChunkMapper(call.model, call.request_id, call.include_usage)
+
+    def translate(self, raw: bytes) -> list[bytes]:
+        if not raw.strip():
+            return []
+        line = self.decode(raw)
         if self.stats.text is not None:
-            self.stats.text.append((line.get("message") or {}).get("content") or "")
+            piece = line.get("response")
+            self.stats.text.append(piece if isinstance(piece, str) else "")
         if line.get("done"):
             self.done = True
             record_final_line(self.stats, line)
-        return self.mapper.chunks(line)
+        return self.text_mapper.chunks(line)
 
 
 def record_final_line(stats: AnswerStats, line: dict[str, Any]) -> None:

@@ -18,6 +18,11 @@ import msgspec
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 _SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
+# The Ollama front door's settings OpenAI has no words for, under one router-only key of the internal body
+# (router.dialects.ollama_api.OLLAMA_EXTRAS): `options` (below the client's sampling fields and the cap),
+# `keep_alive` and `think`, passed to Ollama as the client wrote them.
+OLLAMA_EXTRAS = "ollama"
+_EXTRA_FIELDS = ("keep_alive", "think")
 _EXTRA_SAMPLING = ("top_k",)  # not OpenAI's, but what OpenAI-compatible servers (and Anthropic clients) send
 
 
@@ -30,6 +35,9 @@ def chat_request(
 ) -> dict[str, Any]:
     """The `/api/chat` body for an OpenAI request. `stream` is always explicit: Ollama defaults to true."""
     options = dict(route_options)
+    extras = body.get(OLLAMA_EXTRAS)
+    if extras:
+        options.update(extras.get("options") or {})
     for key in _SAMPLING + _EXTRA_SAMPLING:
         value = body.get(key)
         if value is not None:
@@ -49,6 +57,10 @@ def chat_request(
         request["tools"] = body["tools"]
     if body.get("reasoning_effort"):  # OpenAI's reasoning knob (Anthropic's `thinking`): Ollama's `think`
         request["think"] = True
+    if extras:
+        for key in _EXTRA_FIELDS:
+            if key in extras:
+                request[key] = extras[key]
     response_format = body.get("response_format")
     if isinstance(response_format, dict):
         if response_format.get("type") == "json_object":
@@ -91,7 +103,10 @@ def _tool_call_to_ollama(call: Mapping[str, Any]) -> dict[str, Any]:
     return {"function": {"name": function.get("name"), "arguments": arguments}}
 
 
-def _tool_calls_to_openai(calls: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+def _tool_calls_to_openai(
+    calls: list[dict[str, Any]], request_id: str, first: int = 0
+) -> list[dict[str, Any]]:
+    """Ollama's whole calls as OpenAI's; `first` numbers them on from the calls of earlier stream lines."""
     return [
         {
             "index": i,
@@ -102,7 +117,7 @@ def _tool_calls_to_openai(calls: list[dict[str, Any]], request_id: str) -> list[
                 "arguments": msgspec.json.encode((call.get("function") or {}).get("arguments", {})).decode(),
             },
         }
-        for i, call in enumerate(calls)
+        for i, call in enumerate(calls, first)
     ]
 
 
@@ -147,7 +162,7 @@ class ChunkMapper:
     the role was already announced (OpenAI sends it in the first delta only).
     """
 
-    __slots__ = ("_head", "_include_usage", "_request_id", "_role_sent")
+    __slots__ = ("_calls", "_head", "_include_usage", "_request_id", "_role_sent")
 
     def __init__(self, model: str, request_id: str, include_usage: bool) -> None:
         created = int(time.time())
@@ -160,6 +175,9 @@ class ChunkMapper:
         self._request_id = request_id
         self._include_usage = include_usage
         self._role_sent = False
+        # Tool calls seen so far: Ollama may send each call in a line of its own, and OpenAI clients tell
+        # calls apart by `index` (the same index twice is one call's fragments, merged).
+        self._calls = 0
 
     def chunks(self, line: Mapping[str, Any]) -> list[bytes]:
         """The payloads for one Ollama line: a content delta, the finish chunk, the usage chunk."""
@@ -174,7 +192,8 @@ class ChunkMapper:
         if message.get("thinking"):
             delta["reasoning_content"] = message["thinking"]
         if message.get("tool_calls"):
-            delta["tool_calls"] = _tool_calls_to_openai(message["tool_calls"], self._request_id)
+            delta["tool_calls"] = _tool_calls_to_openai(message["tool_calls"], self._request_id, self._calls)
+            self._calls += len(message["tool_calls"])
         reason = finish_reason(line)
         out = []
         if delta or reason:

@@ -3,6 +3,11 @@
 The client's body goes upstream as sent, unknown fields included, except that the model becomes the
 route's model, the route's token cap is applied, and router-only fields are removed. Answers are relayed
 byte for byte after checking that they are what the protocol promises.
+
+Embeddings (`/embeddings`) and text completions (`/completions`) pass through the same way, with two more
+edits: embeddings are always asked for as floats (the internal model; the front door encodes base64), and
+the Ollama-only fields an internal body may carry (from the Ollama front door) are taken out: `system` is
+put before the prompt, `images` are refused, the rest (`raw`, `options`...) have no OpenAI meaning.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ import aiohttp
 from yarl import URL
 
 from router.config.models import UpstreamConfig
-from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
+from router.upstreams.base import (
+    AnswerStats,
+    ChatCall,
+    EventStream,
+    Limits,
+    UnsupportedCall,
+    UpstreamAdapter,
+    new_stats,
+)
 from router.upstreams.errors import BadUpstreamResponse, UpstreamStatus
 from router.upstreams.http import (
     LineStream,
@@ -28,7 +41,23 @@ from router.upstreams.http import (
     read_body,
 )
 
-ROUTER_ONLY_FIELDS = ("session_id",)
+ROUTER_ONLY_FIELDS = ("session_id", "ollama")  # "ollama": the Ollama front door's extras, Ollama-only
+# Ollama's own fields of an internal embeddings / completions body: meaningless to an OpenAI server.
+_OLLAMA_EMBED_FIELDS = frozenset({"session_id", "truncate", "keep_alive", "options"})
+_OLLAMA_GENERATE_FIELDS = frozenset(
+    {
+        "session_id",
+        "raw",
+        "images",
+        "system",
+        "template",
+        "format",
+        "think",
+        "keep_alive",
+        "context",
+        "options",
+    }
+)
 
 
 class OpenAIAdapter(UpstreamAdapter):
@@ -47,6 +76,10 @@ class OpenAIAdapter(UpstreamAdapter):
         self.chat_url = f"{self.base_url}/chat/completions"
         self.chat_target = URL(self.chat_url)
         self.models_url = f"{self.base_url}/models"
+        self.embeddings_url = f"{self.base_url}/embeddings"
+        self.embeddings_target = URL(self.embeddings_url)
+        self.completions_url = f"{self.base_url}/completions"
+        self.completions_target = URL(self.completions_url)
 
     def _request(self, call: ChatCall) -> dict[str, Any]:
         body = {k: v for k, v in call.body.items() if k not in ROUTER_ONLY_FIELDS}
@@ -106,6 +139,86 @@ class OpenAIAdapter(UpstreamAdapter):
 
         return await open_line_stream(limits, self.chat_url, start)
 
+    async def _post_whole(
+        self, target: URL, url: str, body: dict[str, Any], call: ChatCall, limits: Limits
+    ) -> tuple[bytes, Any]:
+        """POST and read a whole JSON answer within the route's timeout: its bytes and its decoded value."""
+        async with deadline(limits.timeout, url):
+            response = await post_json(self.session, target, body, limits, call.request_id, self.wire)
+            raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
+        answer = decode_json(raw, url, response.content_type)
+        if isinstance(answer, dict) and "error" in answer and answer["error"] is not None:
+            raise UpstreamStatus(self.wire.scrub(f"upstream at {url}: {answer['error']}"), status=500)
+        return raw, answer
+
+    async def embed(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        body = {k: v for k, v in call.body.items() if k not in _OLLAMA_EMBED_FIELDS}
+        body["model"] = call.model
+        body["encoding_format"] = "float"
+        raw, answer = await self._post_whole(self.embeddings_target, self.embeddings_url, body, call, limits)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list) or not all(
+            isinstance(item, dict) and isinstance(item.get("embedding"), list) for item in data
+        ):
+            raise BadUpstreamResponse(
+                f"upstream at {self.embeddings_url} answered JSON that is not an embeddings list"
+            )
+        stats = new_stats(call)
+        stats.take_usage(answer.get("usage"))
+        stats.completion_tokens = 0  # an embedding generates no tokens (OpenAI's usage has no such count)
+        return raw, stats
+
+    def _text_request(self, call: ChatCall) -> dict[str, Any]:
+        source = call.body
+        body = {k: v for k, v in source.items() if k not in _OLLAMA_GENERATE_FIELDS}
+        if source.get("images"):
+            raise UnsupportedCall(
+                f"upstream {self.name!r} is OpenAI-compatible: its /completions takes no images; use a "
+                "route on an ollama upstream or a chat request with image parts",
+                param="images",
+            )
+        system = source.get("system")
+        if isinstance(system, str) and system and isinstance(body.get("prompt"), str):
+            body["prompt"] = f"{system}\n\n{body['prompt']}"
+        body["model"] = call.model
+        body["stream"] = call.stream
+        if call.max_tokens is not None:
+            body["max_tokens"] = call.max_tokens
+        return body
+
+    async def complete_text(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
+        body = self._text_request(call)
+        raw, answer = await self._post_whole(
+            self.completions_target, self.completions_url, body, call, limits
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            raise BadUpstreamResponse(
+                f"upstream at {self.completions_url} answered JSON that is not a text completion"
+            )
+        stats = new_stats(call)
+        stats.take_usage(answer.get("usage"))
+        for choice in answer["choices"]:
+            stats.take_text(choice)
+        return raw, stats
+
+    async def open_text_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        body = self._text_request(call)  # refusals (400) before any connection is made
+        url = self.completions_url
+
+        async def start() -> OpenAIStream:
+            response = await post_json(
+                self.session, self.completions_target, body, limits, call.request_id, self.wire
+            )
+            if "text/event-stream" not in response.content_type:
+                raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
+                decode_json(raw, url, response.content_type)
+                raise BadUpstreamResponse(
+                    f"upstream at {url} answered {response.content_type} instead of a stream"
+                )
+            return OpenAITextStream(response, url, new_stats(call), self.wire)
+
+        return await open_line_stream(limits, url, start)
+
     async def probe(
         self, model: str | None, endpoint: str | None, timeout: float, max_age: float = 0.0
     ) -> None:
@@ -151,6 +264,19 @@ class OpenAIStream(LineStream):
             text = self.wire.scrub(f"upstream at {self.url} failed mid-answer: {message}")
             raise UpstreamStatus(text, status=500)
         self.stats.take_usage(chunk.get("usage"))
-        for choice in chunk.get("choices") or ():
+        self.take_choices(chunk.get("choices") or (), chunk)
+
+    def take_choices(self, choices: Any, chunk: dict[str, Any]) -> None:
+        """Note the text and the end of a chunk's choices (chat deltas here)."""
+        for choice in choices:
             self.stats.take_choice(choice, "delta")
+            self.stats.take_end(chunk, choice)
+
+
+class OpenAITextStream(OpenAIStream):
+    """A streamed text completion (`text_completion` chunks with `choices[].text`); ends on `[DONE]`."""
+
+    def take_choices(self, choices: Any, chunk: dict[str, Any]) -> None:
+        for choice in choices:
+            self.stats.take_text(choice)
             self.stats.take_end(chunk, choice)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import inspect
 import itertools
 import json
@@ -144,6 +145,8 @@ class Reply:
     prompt_tokens: int
     stream: bool
     include_usage: bool = False  # OpenAI only
+    kind: str = "chat"  # which endpoint: "chat", "embed", "embeddings" (Ollama's legacy), "completions"
+    extra: Any = None  # what a kind needs besides the text: vectors, a request's echo or suffix...
     # Tool calls the model makes after its text: (name, arguments object) pairs; finish "tool_calls".
     tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
 
@@ -335,7 +338,8 @@ class FakeUpstream:
         for path, maker in self.probe_routes().items():
             self._routes["GET", path] = self._probe_handler(path, maker)
             self._routes["HEAD", path] = self._routes["GET", path]
-        self._routes["POST", self.chat_path] = self._chat
+        for path in self.call_kinds():
+            self._routes["POST", path] = self._chat
         self.reset()
 
     # ---- knobs and behaviours -------------------------------------------------------------------
@@ -685,7 +689,7 @@ class FakeUpstream:
                 return self._fail_at_once(request, behaviour, progress)
             if not isinstance(body, dict):
                 raise BadRequest("request body must be a JSON object")
-            reply = self.parse_chat(body)
+            reply = self.parse_call(self.call_kinds()[request.path], body)
             stream = reply.stream
             if not self.accept_any_model and reply.model not in self.models:
                 return self.model_not_found(reply.model)
@@ -900,6 +904,14 @@ class FakeUpstream:
         """Validate the request (BadRequest if invalid) and decide the reply."""
         raise NotImplementedError
 
+    def call_kinds(self) -> dict[str, str]:
+        """POST paths answered like chat (same behaviours, recordings and failures), and their kind."""
+        return {self.chat_path: "chat"}
+
+    def parse_call(self, kind: str, body: dict[str, Any]) -> Reply:
+        """Validate a request of any kind (BadRequest if invalid) and decide the reply."""
+        return self.parse_chat(body)
+
     def on_chat_accepted(self, reply: Reply) -> None:
         """Called once a chat request passed the model check."""
 
@@ -943,6 +955,29 @@ def quote_headers(request: web.BaseRequest) -> str:
 
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
+
+
+def fake_vector(text: str, dimensions: int) -> list[float]:
+    """A deterministic embedding of `text`: multiples of 1/128 in [-1, 1), exact in float32 (so a base64
+    round trip gives the very same numbers)."""
+    digest = b""
+    counter = 0
+    while len(digest) < dimensions:
+        digest += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    return [(byte - 128) / 128 for byte in digest[:dimensions]]
+
+
+DEFAULT_DIMENSIONS = 8
+
+
+def count_words(value: Any) -> int:
+    """Prompt tokens of a text input: words of a string or of each string, or the length of token arrays."""
+    if isinstance(value, str):
+        return len(value.split())
+    if isinstance(value, list):
+        return sum(count_words(item) if not isinstance(item, int) else 1 for item in value)
+    return 0
 
 
 def json_bytes(value: Any) -> bytes:

@@ -1,4 +1,5 @@
-"""A fake Ollama: `/api/chat` as NDJSON (stream is the default!), plus the probe endpoints."""
+"""A fake Ollama: `/api/chat` and `/api/generate` as NDJSON (stream is the default!), `/api/embed` and the
+legacy `/api/embeddings`, plus the probe endpoints. Every POST endpoint fails on command alike."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ._base import BadRequest, FakeUpstream, Frames, ProbeMaker, Reply, count_prompt_tokens, json_bytes
+from ._base import (
+    DEFAULT_DIMENSIONS,
+    BadRequest,
+    FakeUpstream,
+    Frames,
+    ProbeMaker,
+    Reply,
+    count_prompt_tokens,
+    count_words,
+    fake_vector,
+    json_bytes,
+)
 
 OLLAMA_VERSION = "0.9.0"
 _JSON = "application/json"
@@ -125,6 +137,60 @@ class FakeOllama(FakeUpstream):
             tool_calls=self.reply_calls(body),
         )
 
+    def call_kinds(self) -> dict[str, str]:
+        return {
+            "/api/chat": "chat",
+            "/api/generate": "completions",
+            "/api/embed": "embed",
+            "/api/embeddings": "embeddings",
+        }
+
+    def parse_call(self, kind: str, body: dict[str, Any]) -> Reply:
+        if kind == "chat":
+            return self.parse_chat(body)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("model is required")
+        if kind == "completions":
+            return self._parse_generate(model, body)
+        if kind == "embeddings":  # legacy: one `prompt`, one `embedding`
+            prompt = body.get("prompt")
+            if not isinstance(prompt, str):
+                raise BadRequest("prompt must be a string")
+            vector = fake_vector(prompt, DEFAULT_DIMENSIONS)
+            return Reply(model, (), "stop", count_words(prompt), False, kind=kind, extra=vector)
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(item, str) for item in inputs):
+            raise BadRequest("invalid input type")
+        dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
+        if not isinstance(dimensions, int) or dimensions < 1:
+            raise BadRequest("dimensions must be a positive integer")
+        vectors = [fake_vector(text, dimensions) for text in inputs]
+        return Reply(model, (), "stop", count_words(inputs), False, kind=kind, extra=vectors)
+
+    def _parse_generate(self, model: str, body: dict[str, Any]) -> Reply:
+        """`/api/generate`: the usual pieces; a `suffix` is echoed as a last piece ` [suffix: ...]`."""
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise BadRequest("prompt must be a string")
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise BadRequest("options must be an object")
+        num_predict = options.get("num_predict")
+        limit = num_predict if isinstance(num_predict, int) and num_predict >= 0 else None
+        suffix = body.get("suffix")
+        pieces, finish = self.reply_pieces(body, None)
+        if isinstance(suffix, str) and suffix:
+            pieces = (*pieces, f" [suffix: {suffix}]")
+        if limit is not None and limit < len(pieces):
+            pieces, finish = pieces[:limit], "length"
+        prompt_tokens = count_words(prompt) + count_words(body.get("system") or "")
+        return Reply(
+            model, pieces, finish, prompt_tokens, body.get("stream", True) is not False, kind="completions"
+        )
+
     def on_chat_accepted(self, reply: Reply) -> None:
         if reply.model not in self.loaded:
             self.loaded.append(reply.model)
@@ -166,10 +232,36 @@ class FakeOllama(FakeUpstream):
 
     def stream_frames(self, reply: Reply) -> Frames:
         prefix = self._prefix(reply)
+        if reply.kind == "completions":
+            content = tuple(
+                prefix + b'"response":' + json_bytes(piece) + b',"done":false}\n' for piece in reply.pieces
+            )
+            tail = prefix + b'"response":"","done":true,"context":[1,2,3],' + _counters(reply) + b"\n"
+            return Frames(head=(), content=content, tail=tail)
         content, done = self._cached_suffixes(reply)
         return Frames(head=(), content=tuple(prefix + suffix for suffix in content), tail=prefix + done)
 
     def full_body(self, reply: Reply) -> bytes:
+        if reply.kind == "embed":
+            return json_bytes(
+                {
+                    "model": reply.model,
+                    "embeddings": reply.extra,
+                    "total_duration": 1_000_000,
+                    "load_duration": 100_000,
+                    "prompt_eval_count": reply.prompt_tokens,
+                }
+            )
+        if reply.kind == "embeddings":
+            return json_bytes({"embedding": reply.extra})
+        if reply.kind == "completions":
+            return (
+                self._prefix(reply)
+                + b'"response":'
+                + json_bytes(reply.text)
+                + b',"done":true,"context":[1,2,3],'
+                + _counters(reply)
+            )
         return (
             self._prefix(reply)
             + b'"message":{"role":"assistant","content":'

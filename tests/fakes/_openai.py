@@ -1,14 +1,29 @@
-"""A fake OpenAI-compatible server (vLLM / llama.cpp style): chat completions, /v1/models, /health."""
+"""A fake OpenAI-compatible server (vLLM / llama.cpp style): chat completions, text completions
+(`/v1/completions`, SSE `text_completion` chunks), embeddings (`/v1/embeddings`, float or base64),
+/v1/models, /health. Every POST endpoint fails on command alike."""
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from ._base import BadRequest, FakeUpstream, Frames, ProbeMaker, Reply, count_prompt_tokens, json_bytes
+from ._base import (
+    DEFAULT_DIMENSIONS,
+    BadRequest,
+    FakeUpstream,
+    Frames,
+    ProbeMaker,
+    Reply,
+    count_prompt_tokens,
+    count_words,
+    fake_vector,
+    json_bytes,
+)
 
 _JSON = "application/json"
 _DONE = b"data: [DONE]\n\n"
@@ -160,6 +175,120 @@ class FakeOpenAI(FakeUpstream):
             tool_calls=calls,
         )
 
+    def call_kinds(self) -> dict[str, str]:
+        return {
+            "/v1/chat/completions": "chat",
+            "/v1/completions": "completions",
+            "/v1/embeddings": "embed",
+        }
+
+    def parse_call(self, kind: str, body: dict[str, Any]) -> Reply:
+        if kind == "chat":
+            return self.parse_chat(body)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("you must provide a model parameter")
+        if kind == "embed":
+            return self._parse_embeddings(model, body)
+        return self._parse_completions(model, body)
+
+    def _parse_embeddings(self, model: str, body: dict[str, Any]) -> Reply:
+        """Strings, a list of strings, a token array or a list of them; one vector each."""
+        inputs = body.get("input")
+        if isinstance(inputs, str) or (
+            isinstance(inputs, list) and inputs and all(isinstance(i, int) for i in inputs)
+        ):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs:
+            raise BadRequest("'input' must be a string, an array of strings or an array of token arrays")
+        dimensions = body.get("dimensions") or DEFAULT_DIMENSIONS
+        encoding = body.get("encoding_format") or "float"
+        if encoding not in ("float", "base64"):
+            raise BadRequest("encoding_format must be 'float' or 'base64'")
+        vectors = [fake_vector(json.dumps(item), dimensions) for item in inputs]
+        return Reply(model, (), "stop", count_words(inputs), False, kind="embed", extra=(vectors, encoding))
+
+    def _parse_completions(self, model: str, body: dict[str, Any]) -> Reply:
+        """One choice; `suffix` echoed as a last piece ` [suffix: ...]`, `echo` puts the prompt first."""
+        prompt = body.get("prompt", "")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise BadRequest("this fake takes one prompt")
+        limit = body.get("max_tokens")
+        if limit is not None and not isinstance(limit, int):
+            raise BadRequest("max_tokens must be an integer")
+        pieces, finish = self.reply_pieces(body, None)
+        suffix = body.get("suffix")
+        if isinstance(suffix, str) and suffix:
+            pieces = (*pieces, f" [suffix: {suffix}]")
+        if limit is not None and limit < len(pieces):
+            pieces, finish = pieces[:limit], "length"
+        options = body.get("stream_options")
+        return Reply(
+            model=model,
+            pieces=pieces,
+            finish_reason=finish,
+            prompt_tokens=count_words(prompt),
+            stream=bool(body.get("stream", False)),
+            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            kind="completions",
+            extra=prompt if body.get("echo") else "",
+        )
+
+    def _text_chunk(self, head: bytes, text: str, finish: str | None) -> bytes:
+        choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+        return head + json_bytes({"choices": [choice]})[1:] + b"\n\n"
+
+    def _completion_frames(self, reply: Reply) -> Frames:
+        id_ = f"cmpl-fake{self.next_id():08d}"
+        head = b'data: {"id":"%s","object":"text_completion","created":%d,"model":%s,' % (
+            id_.encode(),
+            int(time.time()),
+            json.dumps(reply.model).encode(),
+        )
+        first = (self._text_chunk(head, reply.extra, None),) if reply.extra else ()
+        content = tuple(self._text_chunk(head, piece, None) for piece in reply.pieces)
+        tail = self._text_chunk(head, "", reply.finish_reason)
+        if reply.include_usage:
+            tail += head + json_bytes({"choices": [], "usage": _usage(reply)})[1:] + b"\n\n"
+        return Frames(head=first, content=content, tail=tail + _DONE)
+
+    def _body_of_kind(self, reply: Reply) -> bytes:
+        if reply.kind == "embed":
+            vectors, encoding = reply.extra
+            data = [
+                {
+                    "object": "embedding",
+                    "index": i,
+                    "embedding": (
+                        base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+                        if encoding == "base64"
+                        else v
+                    ),
+                }
+                for i, v in enumerate(vectors)
+            ]
+            usage = {"prompt_tokens": reply.prompt_tokens, "total_tokens": reply.prompt_tokens}
+            return json_bytes({"object": "list", "data": data, "model": reply.model, "usage": usage})
+        id_ = f"cmpl-fake{self.next_id():08d}"
+        choice = {
+            "text": reply.extra + reply.text,
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": reply.finish_reason,
+        }
+        return json_bytes(
+            {
+                "id": id_,
+                "object": "text_completion",
+                "created": int(time.time()),
+                "model": reply.model,
+                "choices": [choice],
+                "usage": _usage(reply),
+            }
+        )
+
     def error_response(self, status: int, message: str) -> web.Response:
         body = _error_object(message, error_type(status))
         return web.Response(status=status, body=json_bytes(body), content_type=_JSON)
@@ -188,6 +317,8 @@ class FakeOpenAI(FakeUpstream):
         return f"chatcmpl-fake{self.next_id():08d}", int(time.time())
 
     def stream_frames(self, reply: Reply) -> Frames:
+        if reply.kind == "completions":
+            return self._completion_frames(reply)
         id_, created = self._new_id()
         prefix = b'data: {"id":"%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
             id_.encode(),
@@ -202,6 +333,8 @@ class FakeOpenAI(FakeUpstream):
         )
 
     def full_body(self, reply: Reply) -> bytes:
+        if reply.kind != "chat":
+            return self._body_of_kind(reply)
         id_, created = self._new_id()
         return json_bytes(
             {

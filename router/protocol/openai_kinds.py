@@ -1,0 +1,119 @@
+"""The OpenAI Embeddings and (legacy) Completions requests: parsed and checked once, at the door.
+
+As for chat (router/protocol/openai_chat.py), msgspec decodes and type-checks the body in one pass and
+names the offending field (the OpenAI error's `param`); the body is also kept as a plain dict so
+OpenAI-compatible upstreams receive fields the router does not know about. Only the fields the router
+reads or translates are typed; the types are OpenAI's (openai-python's `embedding_create_params` and
+`completion_create_params`), loose where the API is.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from router.errors import InvalidRequest
+from router.protocol.openai_chat import StreamOptions, _describe
+
+
+class EmbeddingsRequest(msgspec.Struct):
+    """`POST /v1/embeddings`: `input` is checked further by `check_input` (msgspec unions take one list)."""
+
+    input: str | list[Any]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    user: str | None = None
+
+
+class CompletionRequest(msgspec.Struct):
+    """`POST /v1/completions`: a prompt (and a `suffix` for fill-in-the-middle) completed as text."""
+
+    prompt: str | list[Any]
+    model: str | None = None
+    suffix: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: Annotated[int, msgspec.Meta(ge=1, le=128)] | None = None
+    best_of: Annotated[int, msgspec.Meta(ge=1, le=20)] | None = None
+    echo: bool | None = None
+    logprobs: Annotated[int, msgspec.Meta(ge=0, le=5)] | None = None
+    frequency_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    presence_penalty: Annotated[float, msgspec.Meta(ge=-2, le=2)] | None = None
+    user: str | None = None
+
+
+T = TypeVar("T")
+
+
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_texts(value: str | list[Any], field: str, allow_empty_string: bool) -> None:
+    """A string, or a non-empty list of strings, of token ids, or of non-empty token-id lists."""
+    if isinstance(value, str):
+        if value or allow_empty_string:
+            return
+    elif value and (
+        all(isinstance(item, str) for item in value)
+        or all(_is_token(item) for item in value)
+        or all(isinstance(item, list) and item and all(_is_token(t) for t in item) for item in value)
+    ):
+        return
+    raise InvalidRequest(
+        f"`{field}` must be a{' non-empty' if not allow_empty_string else ''} string, a list of strings, "
+        "a list of token ids or a list of token-id lists",
+        param=field,
+    )
+
+
+def _decode(raw: bytes, needs: str) -> dict[str, Any]:
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest(f"the request body must be a JSON object with {needs}")
+    return body
+
+
+def _convert(body: dict[str, Any], kind: type[T]) -> T:
+    try:
+        return msgspec.convert(body, kind)
+    except msgspec.ValidationError as exc:
+        message, param = _describe(str(exc))
+        where = f" (at `{param}`)" if param else ""
+        raise InvalidRequest(f"invalid request: {message}{where}", param=param) from None
+
+
+def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, dict[str, Any]]:
+    """The typed request and the body as sent; InvalidRequest (400) naming the field otherwise."""
+    body = _decode(raw, "an `input`")
+    if "input" not in body and "messages" in body:
+        raise InvalidRequest(
+            "this door serves embeddings: send an `input` to embed; chat requests go to a chat route's "
+            "path or to /v1/chat/completions",
+            param="input",
+        )
+    request = _convert(body, EmbeddingsRequest)
+    check_texts(request.input, "input", allow_empty_string=False)
+    return request, body
+
+
+def parse_completion_request(raw: bytes) -> tuple[CompletionRequest, dict[str, Any]]:
+    """The typed request and the body as sent; InvalidRequest (400) naming the field otherwise."""
+    body = _decode(raw, "a `prompt`")
+    request = _convert(body, CompletionRequest)
+    check_texts(request.prompt, "prompt", allow_empty_string=True)
+    return request, body
