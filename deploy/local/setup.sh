@@ -27,6 +27,11 @@ llama_cmake_args=${LLAMA_CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2
 llama_version=$(sed -n 's/^llama-cpp-python\[server\]==\([0-9][0-9a-z.]*\).*/\1/p' deploy/local/requirements.txt)
 [[ -n $llama_version ]] || { printf 'setup: no llama-cpp-python[server]==VERSION pin in deploy/local/requirements.txt\n' >&2; exit 1; }
 llama_wheels=${XDG_CACHE_HOME:-${HOME:?}/.cache}/router/llama-cpp-python
+# The command-line agents the agent tests drive (tests/dialects/test_claude_code.py, test_codex_cli.py),
+# installed from the npm registry into .tools/npm (git-ignored), pinned. Both ship their program as a native
+# binary inside a per-platform npm package, so nothing is downloaded past the registry.
+npm_tools=$root/.tools/npm
+npm_packages=(@anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -134,5 +139,44 @@ install_python_packages() {
     printf '%s\n' "$want" >"$stamp"
 }
 
+# node and npm come from the machine or, when missing, from Debian (nodejs, npm).
+ensure_node() {
+    command -v node >/dev/null && command -v npm >/dev/null && return 0
+    log "installing Debian's nodejs and npm (for the command-line agents)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+}
+
+# True when every pinned package is installed in .tools/npm at its pinned version and its program runs.
+npm_tools_present() {
+    local spec name version
+    for spec in "${npm_packages[@]}"; do
+        name=${spec%@*}
+        version=${spec##*@}
+        node -e 'const p = require(process.argv[1]); process.exit(p.version === process.argv[2] ? 0 : 1)' \
+            "$npm_tools/node_modules/$name/package.json" "$version" 2>/dev/null || return 1
+    done
+    "$npm_tools/node_modules/.bin/claude" --version >/dev/null 2>&1 &&
+        "$npm_tools/node_modules/.bin/codex" --version >/dev/null 2>&1
+}
+
+install_npm_tools() {
+    ensure_node
+    npm_tools_present && return 0
+    log "installing ${npm_packages[*]} into $npm_tools"
+    mkdir -p "$npm_tools"
+    # Scripts are run by hand below rather than left to npm's install-script policy, which changes between
+    # npm versions: Claude Code's postinstall copies the native binary of its platform package (already
+    # installed from the registry as an optional dependency) over its placeholder bin/claude.exe.
+    npm install --prefix "$npm_tools" --no-audit --no-fund --no-update-notifier --save-exact --ignore-scripts \
+        --loglevel=error "${npm_packages[@]}" >&2
+    (cd "$npm_tools/node_modules/@anthropic-ai/claude-code" && node install.cjs >&2)
+    npm_tools_present || {
+        log "the command-line agents do not run after npm install; see npm's output above"
+        return 1
+    }
+}
+
 install_apt_packages
 install_python_packages
+install_npm_tools

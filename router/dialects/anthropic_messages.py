@@ -99,10 +99,12 @@ class Block(msgspec.Struct):
 
 
 class InputMessage(msgspec.Struct):
-    """One turn of the conversation."""
+    """One turn of the conversation. `role: "system"` is the beta API's mid-conversation system message
+    (Claude Code sends its environment notes that way); `clear_at` only applies to those."""
 
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
+    clear_at: str | None = None
 
 
 class Tool(msgspec.Struct):
@@ -328,10 +330,15 @@ def to_chat(request: MessagesRequest) -> dict[str, Any]:
     system = _text_of(request.system, "system")
     if system:
         messages.append({"role": "system", "content": system})
+    last_user = max((i for i, m in enumerate(request.messages) if m.role == "user"), default=-1)
     for i, message in enumerate(request.messages):
         where = f"messages[{i}].content"
         content = message.content
-        if isinstance(content, str):
+        if message.role == "system":
+            # "next_user_message": shown only for the user turn it follows, so dropped once a later one exists
+            if message.clear_at != "next_user_message" or i > last_user:
+                messages.append({"role": "system", "content": _text_of(content, where)})
+        elif isinstance(content, str):
             messages.append({"role": message.role, "content": content})
         elif message.role == "user":
             messages.extend(_user_messages(content, where))

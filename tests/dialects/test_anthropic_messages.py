@@ -56,6 +56,34 @@ REQUESTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"messages": [{"role": "system", "content": "a\nb"}, USER_HI]},
     ),
     (
+        "mid-conversation system message (beta; Claude Code sends them)",
+        {"messages": [USER_HI, {"role": "system", "content": [{"type": "text", "text": "env"}]}]},
+        {"messages": [USER_HI, {"role": "system", "content": "env"}]},
+    ),
+    (
+        "system message cleared at the next user message",
+        {
+            "messages": [
+                {"role": "system", "content": "once", "clear_at": "next_user_message"},
+                USER_HI,
+                {"role": "assistant", "content": "hello"},
+                {"role": "system", "content": "now", "clear_at": "next_user_message"},
+                USER_HI,
+                {"role": "system", "content": "last", "clear_at": "next_user_message"},
+                {"role": "system", "content": "always", "clear_at": "never"},
+            ]
+        },
+        {
+            "messages": [
+                USER_HI,
+                {"role": "assistant", "content": "hello"},
+                USER_HI,
+                {"role": "system", "content": "last"},
+                {"role": "system", "content": "always"},
+            ]
+        },
+    ),
+    (
         "text blocks are joined",
         {
             "messages": [
@@ -277,7 +305,17 @@ def test_fields_that_change_nothing_are_accepted_and_ignored(fields: dict[str, A
 BAD = [
     ("no model", {"model": None}, "model"),
     ("no messages", {"messages": []}, "messages"),
-    ("bad role", {"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ("bad role", {"messages": [{"role": "developer", "content": "x"}]}, "messages[0].role"),
+    (
+        "tool change in a system message",
+        {
+            "messages": [
+                USER_HI,
+                {"role": "system", "content": [{"type": "tool_addition", "tool": {"name": "f"}}]},
+            ]
+        },
+        "messages[1].content[0]",
+    ),
     ("max_tokens 0", {"max_tokens": 0}, "max_tokens"),
     ("temperature above 1", {"temperature": 1.5}, "temperature"),
     (

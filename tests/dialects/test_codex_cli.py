@@ -6,14 +6,13 @@ router's `/v1`; the route's upstream is a fake OpenAI-compatible server that fir
 response with a function call, Codex running the command, the `function_call_output` sent back, and the
 final answer Codex prints.
 
-Needs the `codex` binary: `CODEX_BIN`, or `codex` on PATH (`npm install -g @openai/codex`); skipped
-without it. Marked `agents`. Verified with @openai/codex 0.169.0.
+Every non-loopback connection goes to a trap (tests/dialects/agents.py) that must stay empty. The binary
+comes from deploy/local/setup.sh (pinned there; `CODEX_BIN` overrides it); marked `agents`. Verified with
+@openai/codex 0.169.0 and 0.171.0.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +20,12 @@ from typing import Any
 
 import pytest
 
+from tests.dialects.agents import ProxyTrap, agent_binary, base_env
 from tests.fakes import FakeOpenAI
 from tests.support.router_server import RunningRouter, table
 
 pytestmark = pytest.mark.agents
 
-CODEX = os.environ.get("CODEX_BIN") or shutil.which("codex")
 ANSWER = "The command printed codex-tool-ok."
 
 
@@ -46,10 +45,8 @@ def upstream() -> Iterator[FakeOpenAI]:
         yield fake
 
 
-@pytest.mark.skipif(
-    CODEX is None, reason="codex CLI not installed (npm install -g @openai/codex, or CODEX_BIN)"
-)
 def test_codex_exec_runs_a_tool_and_answers(upstream: FakeOpenAI, start_router: Any, tmp_path: Path) -> None:
+    codex = agent_binary("codex", "CODEX_BIN")
     router: RunningRouter = start_router(
         table(
             upstreams={"local": {"type": "openai", "base_url": upstream.base_url}},
@@ -61,25 +58,32 @@ def test_codex_exec_runs_a_tool_and_answers(upstream: FakeOpenAI, start_router: 
     work.mkdir()
     (home / "config.toml").write_text(
         'model = "local"\n'
+        "check_for_update_on_startup = false\n"
         'model_provider = "router"\n'
         "[model_providers.router]\n"
         'name = "router"\n'
         f'base_url = "{router.url}/v1"\n'
         'wire_api = "responses"\n'
         'env_key = "ROUTER_KEY"\n'
+        # without these Codex 0.171 calls github.com (plugin sync) and chatgpt.com (analytics)
+        "[analytics]\n"
+        "enabled = false\n"
+        "[features]\n"
+        "plugins = false\n"
     )
-    assert CODEX is not None
-    done = subprocess.run(
-        [CODEX, "exec", "--skip-git-repo-check", "Run a command that prints codex-tool-ok"],
-        cwd=work,
-        env={**os.environ, "CODEX_HOME": str(home), "ROUTER_KEY": "unused"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    with ProxyTrap() as trap:
+        done = subprocess.run(
+            [codex, "exec", "--skip-git-repo-check", "Run a command that prints codex-tool-ok"],
+            cwd=work,
+            env={**base_env(tmp_path), **trap.env(), "CODEX_HOME": str(home), "ROUTER_KEY": "unused"},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 0, done.stderr[-2000:]
     assert ANSWER in done.stdout
+    assert trap.attempts == [], f"Codex tried to reach beyond loopback: {trap.attempts}"
     first, second = [request.json for request in upstream.requests][-2:]
     assert first["stream"] is True and "exec_command" in [t["function"]["name"] for t in first["tools"]]
     # the second turn carries the call and the command's output back, in chat form
