@@ -29,7 +29,7 @@ import msgspec
 from router.dialects.base import ClientDialect, Headers, Inbound, Sessions, StreamEncoder
 from router.echo import quoted, shown
 from router.errors import OPENAI, ErrorDialect, ErrorReply, InvalidRequest, RouterError
-from router.protocol.openai_chat import ChatRequest
+from router.protocol.openai_chat import ChatRequest, decode_json_object
 from router.sessions import SessionNotFound
 
 log = logging.getLogger("router.dialects")
@@ -110,23 +110,9 @@ class ResponsesRequest(msgspec.Struct):
     metadata: dict[str, Any] | None = None
 
 
-def _decode_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("the request body must be a JSON object with an `input`")
-    return body
-
-
 def parse_request(raw: bytes) -> ResponsesRequest:
     """The typed request; InvalidRequest (400) naming the offending field otherwise."""
-    body = _decode_object(raw)
+    body = decode_json_object(raw, "with an `input`")
     try:
         return msgspec.convert(body, ResponsesRequest)
     except msgspec.ValidationError as exc:

@@ -9,12 +9,12 @@ reads or translates are typed; the types are OpenAI's (openai-python's `embeddin
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from router.errors import InvalidRequest
-from router.protocol.openai_chat import StreamOptions, _describe
+from router.protocol.openai_chat import StreamOptions, convert_body, decode_json_object
 
 
 class EmbeddingsRequest(msgspec.Struct):
@@ -49,9 +49,6 @@ class CompletionRequest(msgspec.Struct):
     user: str | None = None
 
 
-T = TypeVar("T")
-
-
 def _is_token(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -74,46 +71,23 @@ def check_texts(value: str | list[Any], field: str, allow_empty_string: bool) ->
     )
 
 
-def _decode(raw: bytes, needs: str) -> dict[str, Any]:
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not valid UTF-8", code="invalid_json") from None
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest(f"the request body must be a JSON object with {needs}")
-    return body
-
-
-def _convert(body: dict[str, Any], kind: type[T]) -> T:
-    try:
-        return msgspec.convert(body, kind)
-    except msgspec.ValidationError as exc:
-        message, param = _describe(str(exc))
-        where = f" (at `{param}`)" if param else ""
-        raise InvalidRequest(f"invalid request: {message}{where}", param=param) from None
-
-
 def parse_embeddings_request(raw: bytes) -> tuple[EmbeddingsRequest, dict[str, Any]]:
     """The typed request and the body as sent; InvalidRequest (400) naming the field otherwise."""
-    body = _decode(raw, "an `input`")
+    body = decode_json_object(raw, "with an `input`")
     if "input" not in body and "messages" in body:
         raise InvalidRequest(
             "this door serves embeddings: send an `input` to embed; chat requests go to a chat route's "
             "path or to /v1/chat/completions",
             param="input",
         )
-    request = _convert(body, EmbeddingsRequest)
+    request = convert_body(body, EmbeddingsRequest)
     check_texts(request.input, "input", allow_empty_string=False)
     return request, body
 
 
 def parse_completion_request(raw: bytes) -> tuple[CompletionRequest, dict[str, Any]]:
     """The typed request and the body as sent; InvalidRequest (400) naming the field otherwise."""
-    body = _decode(raw, "a `prompt`")
-    request = _convert(body, CompletionRequest)
+    body = decode_json_object(raw, "with a `prompt`")
+    request = convert_body(body, CompletionRequest)
     check_texts(request.prompt, "prompt", allow_empty_string=True)
     return request, body

@@ -24,9 +24,8 @@ import msgspec
 
 from router.upstreams.base import UnsupportedCall
 from router.upstreams.errors import BadUpstreamResponse
-from router.upstreams.ollama_mapping import usage
+from router.upstreams.ollama_mapping import SAMPLING, add_sampling, usage
 
-_SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
 # Ollama's own `/api/generate` fields passed through as they are (the Ollama front door sends them).
 GENERATE_PASSTHROUGH = ("raw", "images", "system", "template", "format", "think", "keep_alive", "context")
 _FINISH_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
@@ -129,15 +128,7 @@ def generate_request(
     (it is what places a `suffix` for fill-in-the-middle)."""
     _refuse_unsupported(body)
     options = _options(body, route_options)
-    for key in _SAMPLING:
-        value = body.get(key)
-        if value is not None:
-            options[key] = value
-    stop = body.get("stop")
-    if stop is not None:
-        options["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    if max_tokens is not None:
-        options["num_predict"] = max_tokens
+    add_sampling(options, body, SAMPLING, max_tokens)
     request: dict[str, Any] = {"model": model, "prompt": _prompt(body), "stream": stream}
     suffix = body.get("suffix")
     if suffix is not None:

@@ -17,7 +17,8 @@ from typing import Any
 import msgspec
 
 _FINISH_REASONS = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
-_SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
+SAMPLING = ("temperature", "top_p", "seed", "frequency_penalty", "presence_penalty")
+"""OpenAI sampling fields Ollama takes under the same names in `options` (chat and generate alike)."""
 # The Ollama front door's settings OpenAI has no words for, under one router-only key of the internal body
 # (router.dialects.ollama_api.OLLAMA_EXTRAS): `options` (below the client's sampling fields and the cap),
 # `keep_alive` and `think`, passed to Ollama as the client wrote them.
@@ -38,15 +39,7 @@ def chat_request(
     extras = body.get(OLLAMA_EXTRAS)
     if extras:
         options.update(extras.get("options") or {})
-    for key in _SAMPLING + _EXTRA_SAMPLING:
-        value = body.get(key)
-        if value is not None:
-            options[key] = value
-    stop = body.get("stop")
-    if stop is not None:
-        options["stop"] = [stop] if isinstance(stop, str) else list(stop)
-    if max_tokens is not None:
-        options["num_predict"] = max_tokens
+    add_sampling(options, body, SAMPLING + _EXTRA_SAMPLING, max_tokens)
     request: dict[str, Any] = {
         "model": model,
         "messages": [_message(m) for m in body["messages"]],
@@ -202,3 +195,19 @@ class ChunkMapper:
         if reason and self._include_usage:
             out.append(msgspec.json.encode({**self._head, "choices": [], "usage": usage(line)}))
         return out
+
+
+def add_sampling(
+    options: dict[str, Any], body: Mapping[str, Any], keys: tuple[str, ...], max_tokens: int | None
+) -> None:
+    """OpenAI sampling fields into Ollama `options`: each of `keys` the client set, `stop` as a list, and
+    the (capped) token limit as `num_predict`. Client values win over the route's options already there."""
+    for key in keys:
+        value = body.get(key)
+        if value is not None:
+            options[key] = value
+    stop = body.get("stop")
+    if stop is not None:
+        options["stop"] = [stop] if isinstance(stop, str) else list(stop)
+    if max_tokens is not None:
+        options["num_predict"] = max_tokens
