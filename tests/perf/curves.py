@@ -61,8 +61,8 @@ from tests.perf.__main__ import (
     cpu_seconds,
     free_port,
     http,
-    main_config,
     machine_busy_seconds,
+    main_config,
     profile,
     route_state,
     start_litellm,
@@ -82,6 +82,7 @@ STREAM_LEVELS = {1: 30, 64: 192}  # concurrency: streams per figure
 ROUTE_COUNTS = (1, 100, 1000, 10_000)
 SIZES = (1024, 10 * 1024, 100 * 1024, 1024 * 1024)
 OPEN_STREAMS = (100, 1000, 3000, 9000)
+STARTUP_LIMIT = 60  # seconds a router may take to become ready before its row is left empty
 ADMIN_KEY = "bench-admin-0123456789abcdef"
 ORIGIN = "http://localhost:3000"
 
@@ -207,23 +208,35 @@ def start_peers(
     port, stream_port = free_port(), free_port()
     conf = NGINX_PROXY_CONF.format(tmp=tmp, port=port, stream_port=stream_port, nginx=nginx, sse=sse)
     (tmp / "nginx-proxy.conf").write_text(conf)
-    proc = procs.start("nginx-proxy", ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx-proxy.conf")], ROUTER_CPU)
+    proc = procs.start(
+        "nginx-proxy", ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx-proxy.conf")], ROUTER_CPU
+    )
     proxied, proxied_sse = f"http://127.0.0.1:{port}/v1", f"http://127.0.0.1:{stream_port}/v1"
     wait_for("the nginx proxy", lambda: http("GET", f"{proxied_sse}/models")[0] == 200, procs)
-    peers.append(Peer("nginx", f"{proxied}/chat/completions", f"{proxied_sse}/chat/completions", pid=proc.pid))
+    peers.append(
+        Peer("nginx", f"{proxied}/chat/completions", f"{proxied_sse}/chat/completions", pid=proc.pid)
+    )
 
     relay, relay_url = start_relay(procs, "relay", n)
     _, relay_stream_url = start_relay(procs, "relay-stream", s)
-    peers.append(Peer("relay", relay_url, relay_stream_url, pid=relay.pid, clients=(*CLIENTS, TARGET_CLIENTS)))
+    peers.append(
+        Peer("relay", relay_url, relay_stream_url, pid=relay.pid, clients=(*CLIENTS, TARGET_CLIENTS))
+    )
 
     for name, cors in (("router", False), ("router+CORS", True)):
         config = router_config(nginx, sse, tmp / f"{name}.log", cors)
         proc, url = start_router(procs, tmp, name.replace("+", "-"), config)
-        wait_for(f"{name}: route bench", lambda u=url: route_state(u, "bench") == ("healthy", "closed"), procs)
-        wait_for(f"{name}: route paced", lambda u=url: route_state(u, "paced") == ("healthy", "closed"), procs)
+        wait_for(
+            f"{name}: route bench", lambda u=url: route_state(u, "bench") == ("healthy", "closed"), procs
+        )
+        wait_for(
+            f"{name}: route paced", lambda u=url: route_state(u, "paced") == ("healthy", "closed"), procs
+        )
         origin = (f"Origin: {ORIGIN}",) if cors else ()
         chat = f"{url}/v1/chat/completions"
-        peers.append(Peer(name, chat, chat, API_KEY, origin, origin, proc.pid, clients=(*CLIENTS, TARGET_CLIENTS)))
+        peers.append(
+            Peer(name, chat, chat, API_KEY, origin, origin, proc.pid, clients=(*CLIENTS, TARGET_CLIENTS))
+        )
 
     if portkey:
         peers.append(start_portkey(procs, nginx, sse))
@@ -246,7 +259,10 @@ def latency_phase(peers: list[Peer], rounds: int, seconds: float) -> list[dict[s
                 continue
             print(f"round {rnd}: {peer.name} ...", flush=True)
             try:
-                wrk(peer.ns_url, 64, 1, peer.key, peer.ns_headers)  # warm-up: connections, pools, caches
+                try:  # warm-up: connections, pools, caches (a slow peer may answer nothing in it)
+                    wrk(peer.ns_url, 64, 2, peer.key, peer.ns_headers)
+                except RuntimeError:
+                    pass
                 for c in peer.clients:
                     r = wrk(peer.ns_url, c, seconds, peer.key, peer.ns_headers, pid=peer.pid)
                     rows.append({"round": rnd, "peer": peer.name, "clients": c, **r})
@@ -269,7 +285,12 @@ def stream_phase(peers: list[Peer], rounds: int) -> list[dict[str, Any]]:
             for concurrency, count in STREAM_LEVELS.items():
                 try:
                     s = streams(
-                        peer.stream_url, count, concurrency, peer.key, peer.stream_headers, peer.stream_seconds
+                        peer.stream_url,
+                        count,
+                        concurrency,
+                        peer.key,
+                        peer.stream_headers,
+                        peer.stream_seconds,
                     )
                 except RuntimeError as error:
                     print(f"{peer.name} streams: {str(error)[-300:]}", flush=True)
@@ -329,7 +350,26 @@ def routes_phase(procs: Processes, tmp: Path, nginx: int, seconds: float) -> lis
         started = time.perf_counter()
         proc = procs.start(f"routes-{count}", argv, ROUTER_CPU)
         router = f"http://127.0.0.1:{port}"
-        wait_for(f"router with {count} routes", lambda u=router: http("GET", f"{u}/readyz")[0] == 200, procs, 120)
+        try:
+            wait_for(
+                f"{count} routes", lambda u=router: http("GET", f"{u}/readyz")[0] == 200, procs, STARTUP_LIMIT
+            )
+        except RuntimeError:
+            print(f"{count:,} routes: not ready within {STARTUP_LIMIT} s; skipped", flush=True)
+            rows.append(
+                {
+                    "routes": count,
+                    "startup_s": float("nan"),
+                    "reload_s": float("nan"),
+                    "p50_1": float("nan"),
+                    "p99_1": float("nan"),
+                    "rps_16": float("nan"),
+                    "cpu_us_16": float("nan"),
+                    "rss_mb": vm_rss_mb(proc.pid),
+                }
+            )
+            procs.stop(proc)
+            continue
         startup = time.perf_counter() - started
         reloads = []
         for version in (2, 3):
@@ -418,7 +458,10 @@ def hold_phase(procs: Processes, tmp: Path, nginx: int, sse: int) -> list[dict[s
             fds = open_fds(proc.pid)
             peak_fds = max(peak_fds, fds)
             if not loaded and (fds >= 2 * count or time.monotonic() - opened_at > 6):
-                loaded = wrk(url, 1, 2, pid=proc.pid)  # a plain request while the streams are held
+                try:  # a plain request while the streams are held
+                    loaded = wrk(url, 1, 3, pid=proc.pid)
+                except RuntimeError:  # none answered within the window: the loop is saturated
+                    loaded = {"p50": float("inf"), "p99": float("inf"), "cpu_us": float("nan")}
             if time.monotonic() > deadline:
                 client.kill()
                 raise RuntimeError(f"the hold client did not finish within 150 s ({count} streams)")
@@ -483,8 +526,13 @@ COLOURS = {
 }
 
 
-def plots(lat: list[dict[str, Any]], st: list[dict[str, Any]], routes: list[dict[str, Any]],
-          sizes: list[dict[str, Any]], hold: list[dict[str, Any]]) -> None:
+def plots(
+    lat: list[dict[str, Any]],
+    st: list[dict[str, Any]],
+    routes: list[dict[str, Any]],
+    sizes: list[dict[str, Any]],
+    hold: list[dict[str, Any]],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -505,11 +553,18 @@ def plots(lat: list[dict[str, Any]], st: list[dict[str, Any]], routes: list[dict
             m = [spread(lat, fig_name, peer=name, clients=c) for c in xs]
             lo = [max(0.0, a - b) for a, b, _ in m]
             hi = [c - a for a, _, c in m]
-            ax.errorbar(xs, [a for a, _, _ in m], yerr=[lo, hi], label=name, color=COLOURS[name],
-                        marker="o", capsize=3)
+            ax.errorbar(
+                xs,
+                [a for a, _, _ in m],
+                yerr=[lo, hi],
+                label=name,
+                color=COLOURS[name],
+                marker="o",
+                capsize=3,
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xticks(list(CLIENTS) + [TARGET_CLIENTS])
+        ax.set_xticks([*CLIENTS, TARGET_CLIENTS])
         ax.set_xticklabels([str(c) for c in (*CLIENTS, TARGET_CLIENTS)])
         ax.set_xlabel("concurrent clients")
         ax.set_title(title)
@@ -537,8 +592,10 @@ def plots(lat: list[dict[str, Any]], st: list[dict[str, Any]], routes: list[dict
             ax.set_title(f"{title} (ms)")
             ax.grid(alpha=0.3, axis="y", which="both")
         axes[0].legend(fontsize=8)
-        fig.suptitle("Paced streams (50 chunks 2 ms apart): added over the direct path, median of the rounds "
-                     "(floor 0.001 ms)")
+        fig.suptitle(
+            "Paced streams (50 chunks 2 ms apart): added over the direct path, median of the rounds "
+            "(floor 0.001 ms)"
+        )
         fig.tight_layout()
         fig.savefig(RESULTS / "streams.png", dpi=90)
         plt.close(fig)
@@ -551,7 +608,9 @@ def plots(lat: list[dict[str, Any]], st: list[dict[str, Any]], routes: list[dict
         axes[0].axhline(2, color="grey", ls="--", lw=1, label="target 2 s")
         axes[0].set_ylabel("seconds")
         axes[0].legend(fontsize=8)
-        axes[1].plot(xs, [r["cpu_us_16"] for r in routes], "o-", label="router CPU per request (us), 16 clients")
+        axes[1].plot(
+            xs, [r["cpu_us_16"] for r in routes], "o-", label="router CPU per request (us), 16 clients"
+        )
         axes[1].plot(xs, [1000 * r["p50_1"] for r in routes], "s-", label="p50 at 1 client (us)")
         axes[1].set_ylim(bottom=0)
         axes[1].legend(fontsize=8)
@@ -642,7 +701,10 @@ def report(
             cpu = spread(lat, "cpu_us", peer=name, clients=c)[0]
             out.append(f"| {name} | {c} | " + " | ".join(cells) + f" | {fmt(cpu, 0) if cpu else '-'} |")
     out += ["", "Throughput ratios (medians of the rounds):", ""]
-    out += ["| clients | router / relay | router+CORS / relay | router / nginx | router / Portkey | router / LiteLLM |"]
+    out += [
+        "| clients | router / relay | router+CORS / relay | router / nginx | router / Portkey "
+        "| router / LiteLLM |"
+    ]
     out += ["|---|---|---|---|---|---|"]
 
     def rps(name: str, c: int) -> float:
@@ -653,25 +715,62 @@ def report(
         cells = [r / rps(n, c) for n in ("relay",)] + [rps("router+CORS", c) / rps("relay", c)]
         cells += [r / rps(n, c) for n in ("nginx", "Portkey", "LiteLLM")]
         out.append(f"| {c} | " + " | ".join(f"{x:.2f}" if x == x else "n/a" for x in cells) + " |")
+    out += [
+        "",
+        "CPU per request of the system under test, as a capacity ratio (the other's CPU microseconds per "
+        "request over the router's, median of the per-round ratios): how many requests the router serves "
+        "for one of the other's on the same core, whatever share of the core the neighbours left it.",
+        "",
+    ]
+    out += ["| clients | relay / router | relay / router+CORS | Portkey / router | LiteLLM / router |"]
+    out += ["|---|---|---|---|---|"]
+
+    def cpu_ratio(other: str, mine: str, c: int) -> float:
+        ours = {r["round"]: r["cpu_us"] for r in lat if r["peer"] == mine and r["clients"] == c}
+        theirs = {r["round"]: r["cpu_us"] for r in lat if r["peer"] == other and r["clients"] == c}
+        return med(theirs[k] / ours[k] for k in ours if k in theirs and ours[k])
+
+    for c in (*CLIENTS, TARGET_CLIENTS):
+        cells = [cpu_ratio("relay", "router", c), cpu_ratio("relay", "router+CORS", c)]
+        cells += [cpu_ratio(n, "router", c) for n in ("Portkey", "LiteLLM")]
+        out.append(f"| {c} | " + " | ".join(f"{x:.2f}" if x == x else "n/a" for x in cells) + " |")
     if st:
         out += ["", "## Streams (paced: 50 chunks 2 ms apart)", "", "![streams](streams.png)", ""]
         out += ["Median of the rounds; added = over direct in the same round.", ""]
-        out += ["| peer | streams at once | TTFT p50 ms | TTFT p99 ms | added TTFT p50 | added TTFT p99 "
-                "| chunk delay p50 ms | p99 ms | added delay p50 | added delay p99 |"]
+        out += [
+            "| peer | streams at once | TTFT p50 ms | TTFT p99 ms | added TTFT p50 | added TTFT p99 "
+            "| chunk delay p50 ms | p99 ms | added delay p50 | added delay p99 |"
+        ]
         out += ["|---|---|---|---|---|---|---|---|---|---|"]
         for name in names:
             for c in STREAM_LEVELS:
-                figs = ("ttft_p50_ms", "ttft_p99_ms", "added_ttft_p50_ms", "added_ttft_p99_ms",
-                        "delay_p50_ms", "delay_p99_ms", "added_delay_p50_ms", "added_delay_p99_ms")
+                figs = (
+                    "ttft_p50_ms",
+                    "ttft_p99_ms",
+                    "added_ttft_p50_ms",
+                    "added_ttft_p99_ms",
+                    "delay_p50_ms",
+                    "delay_p99_ms",
+                    "added_delay_p50_ms",
+                    "added_delay_p99_ms",
+                )
                 vals = [spread(st, f, peer=name, at_once=c)[0] for f in figs]
                 if all(v != v for v in vals):
                     continue
                 out.append(f"| {name} | {c} | " + " | ".join(fmt(v) for v in vals) + " |")
     if routes:
         out += ["", "## Cost against the number of routes", "", "![routes](cost_routes.png)", ""]
-        out += ["| routes | start to ready s | reload s | p50 ms (1 client) | p99 ms | req/s (16) | CPU us/req | RSS MB |"]
+        out += [
+            "| routes | start to ready s | reload s | p50 ms (1 client) | p99 ms | req/s (16) "
+            "| CPU us/req | RSS MB |"
+        ]
         out += ["|---|---|---|---|---|---|---|---|"]
         for r in routes:
+            if r["startup_s"] != r["startup_s"]:
+                out.append(
+                    f"| {r['routes']:,} | not ready in {STARTUP_LIMIT} s | | | | | | {r['rss_mb']:.0f} |"
+                )
+                continue
             out.append(
                 f"| {r['routes']:,} | {r['startup_s']:.2f} | {r['reload_s']:.2f} | {r['p50_1']:.3f} | "
                 f"{r['p99_1']:.3f} | {r['rps_16']:,.0f} | {r['cpu_us_16']:.0f} | {r['rss_mb']:.0f} |"
@@ -682,13 +781,16 @@ def report(
         out += ["|---|---|---|---|---|---|---|"]
         for r in sizes:
             out.append(
-                f"| {r['bytes']:,} | {r['peer']} | {r['p50_1']:.3f} | {r['p99_1']:.3f} | {r['rps_16']:,.0f} | "
+                f"| {r['bytes']:,} | {r['peer']} | {r['p50_1']:.3f} | {r['p99_1']:.3f} | "
+                f"{r['rps_16']:,.0f} | "
                 f"{r['cpu_us_16']:.0f} | {r['rss_mb']:.0f} |"
             )
     if hold:
         out += ["", "## Cost against open streams", "", "![streams held](cost_streams.png)", ""]
-        out += ["| streams | held | dropped | RSS idle MB | RSS peak MB | KB per stream | descriptors | "
-                "plain p50 / p99 ms while held |"]
+        out += [
+            "| streams | held | dropped | RSS idle MB | RSS peak MB | KB per stream | descriptors | "
+            "plain p50 / p99 ms while held |"
+        ]
         out += ["|---|---|---|---|---|---|---|---|"]
         for r in hold:
             per = 1024 * (r["rss_peak_mb"] - r["rss_idle_mb"]) / r["streams"]
@@ -706,7 +808,11 @@ def report(
 
 
 def machine_header(command: str, load_before: str) -> str:
-    models = [x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in x]
+    models = [
+        x.split(":", 1)[1].strip()
+        for x in Path("/proc/cpuinfo").read_text().splitlines()
+        if "model name" in x
+    ]
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
     nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
@@ -722,7 +828,8 @@ def machine_header(command: str, load_before: str) -> str:
         "run, not absolute figures across runs)\n"
         f"- Python {platform.python_version()}, {wrk_version}, {nginx_version}, node {node}, "
         f"@portkey-ai/gateway {portkey}, LiteLLM {litellm}\n"
-        f"- pinning: core {ROUTER_CPU} = the system under test (idle ones wait there too); core {LOADGEN_CPU} = "
+        f"- pinning: core {ROUTER_CPU} = the system under test (idle ones wait there too); "
+        f"core {LOADGEN_CPU} = "
         "wrk (1 thread), the stream client, nginx answering a fixed chat.completion, the SSE upstream\n"
         "- peers: direct = nginx upstream itself; nginx = nginx reverse proxy (keepalive pool 64); relay = "
         "tests/perf/reference_relay.py (Litestar, uvicorn, uvloop, httptools, one aiohttp session); router = "
@@ -744,10 +851,20 @@ def main() -> int:
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--no-portkey", action="store_true")
     parser.add_argument("--only", default="latency,streams,routes,sizes,hold", help="phases, comma-separated")
-    parser.add_argument("--profile", action="store_true", help="py-spy the router and router+CORS at 50 clients")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the router and router+CORS at 50 clients"
+    )
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="only these peers (comma-separated; direct is always in), into *-PEERS.csv",
+    )
+    parser.add_argument("--from-csv", action="store_true", help="only redraw the plots and curves.md")
     args = parser.parse_args()
     only = set(args.only.split(","))
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if args.from_csv:
+        return redraw()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
     for tool in ("wrk", "nginx", "taskset"):
         if shutil.which(tool) is None:
@@ -786,14 +903,21 @@ def main() -> int:
         argv = [sys.executable, "-m", "tests.perf.sse_upstream", "--port", str(sse_port)]
         procs.start("sse-upstream", [*argv, "--chunks", str(STREAM_CHUNKS)], LOADGEN_CPU)
         wait_for("nginx", lambda: http("GET", f"http://127.0.0.1:{nginx_port}/v1/models")[0] == 200, procs)
-        wait_for("the SSE upstream", lambda: http("GET", f"http://127.0.0.1:{sse_port}/v1/models")[0] == 200, procs)
+        wait_for(
+            "the SSE upstream", lambda: http("GET", f"http://127.0.0.1:{sse_port}/v1/models")[0] == 200, procs
+        )
         peers = start_peers(procs, tmp, nginx_port, sse_port, portkey, litellm)
+        suffix = ""
+        if args.peers:
+            wanted = {"direct", *args.peers.split(",")}
+            peers = [p for p in peers if p.name in wanted]
+            suffix = "-" + args.peers.replace(",", "-").replace("+", "")
         if "latency" in only:
             lat = latency_phase(peers, args.rounds, args.seconds)
-            write_csv("latency.csv", lat)
+            write_csv(f"latency{suffix}.csv", lat)
         if "streams" in only:
             st = stream_phase(peers, args.stream_rounds)
-            write_csv("streams.csv", st)
+            write_csv(f"streams{suffix}.csv", st)
         if args.profile:
             profiles = profile_phase(procs, tmp, peers)
         if "sizes" in only:
@@ -811,6 +935,7 @@ def main() -> int:
     finally:
         procs.stop_all()
         signal.alarm(0)
+        shutil.rmtree(tmp, ignore_errors=True)
     took = time.monotonic() - started
     others = 100 * (machine_busy_seconds() - busy) / took
     load_after = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -818,10 +943,58 @@ def main() -> int:
         f"\n- the run took {took:.0f} s; load average after it {load_after}; all cores were busy "
         f"{others:.0f}% of one core on average (the benchmark's own share included)"
     )
+    if suffix:
+        print(report(header, peers, lat, st, [], [], [], {}))
+        return 0
+    if only >= {"latency", "streams"}:  # the run the ratios come from
+        (RESULTS / "header.md").write_text(header + "\n")
+    if profiles:
+        (RESULTS / "profiles.md").write_text(
+            "".join(f"### {n}\n\n```\n" + "\n".join(lines) + "\n```\n\n" for n, lines in profiles.items())
+        )
+    return redraw(peers)
+
+
+def read_csv(name: str) -> list[dict[str, Any]]:
+    """A results CSV back as rows of numbers (and names)."""
+    path = RESULTS / name
+    if not path.exists():
+        return []
+    rows = []
+    for raw in csv.DictReader(path.open()):
+        row: dict[str, Any] = {}
+        for k, v in raw.items():
+            try:
+                row[k] = int(v)
+            except ValueError:
+                try:
+                    row[k] = float(v)
+                except ValueError:
+                    row[k] = v
+        rows.append(row)
+    return rows
+
+
+def redraw(peers: list[Peer] | None = None) -> int:
+    """Plots and curves.md from the CSVs in tests/perf/results (each phase's latest run)."""
+    lat, st = read_csv("latency.csv"), read_csv("streams.csv")
+    routes, sizes, hold = read_csv("cost_routes.csv"), read_csv("cost_size.csv"), read_csv("cost_streams.csv")
+    if peers is None:
+        seen = {r["peer"] for r in lat + st}
+        peers = [Peer(n, "", "") for n in COLOURS if n in seen]
+    header_path, profiles_path = RESULTS / "header.md", RESULTS / "profiles.md"
+    header = header_path.read_text().rstrip() if header_path.exists() else "# Curves"
     plots(lat, st, routes, sizes, hold)
-    text = report(header, peers, lat, st, routes, sizes, hold, profiles)
+    text = report(header, peers, lat, st, routes, sizes, hold, {})
+    for path in sorted(RESULTS.glob("latency-*.csv")):  # runs of a few peers (--peers)
+        extra = read_csv(path.name)
+        names = [Peer(n, "", "") for n in COLOURS if any(r["peer"] == n for r in extra)]
+        title = f"# Supplementary run: {', '.join(p.name for p in names)} (`{path.name}`)"
+        sub = report(title, names, extra, [], [], [], [], {}).replace("![latency](latency.png)\n", "")
+        text += "\n" + sub.replace("\n## ", "\n### ").replace("# Supplementary", "## Supplementary", 1)
+    if profiles_path.exists():
+        text += "\n## Router profiles (py-spy, own time, top 15)\n\n" + profiles_path.read_text()
     (RESULTS / "curves.md").write_text(text)
-    shutil.rmtree(tmp, ignore_errors=True)
     print(text)
     return 0
 
@@ -837,7 +1010,9 @@ def profile_phase(procs: Processes, tmp: Path, peers: list[Peer]) -> dict[str, l
         print(f"profiling {peer.name} ...", flush=True)
         load: Callable[[], object] = lambda p=peer: wrk(p.ns_url, TARGET_CLIENTS, 10, p.key, p.ns_headers)  # noqa: E731
         stem = peer.name.replace("+", "-")
-        out[f"{peer.name}, non-streaming, 50 clients"] = profile(procs, peer.pid, 8, load, tmp / f"{stem}.txt")
+        out[f"{peer.name}, non-streaming, 50 clients"] = profile(
+            procs, peer.pid, 8, load, tmp / f"{stem}.txt"
+        )
         shutil.copy(tmp / f"{stem}.txt", f"/tmp/router-curves-profile-{stem}.txt")
         if peer.name == "router":
             load = lambda p=peer: streams(p.stream_url, 400, 1, p.key, p.stream_headers, 10)  # noqa: E731

@@ -65,7 +65,9 @@ def sample(pid: int, started: float, last: list[float]) -> dict[str, float]:
     return {"t": round(now - started, 1), "rss_mb": vm_rss_mb(pid), "fds": open_fds(pid), "cpu_pct": busy}
 
 
-def verdicts(rows: list[dict[str, float]], load_end: float, fds_before: int, fds_after: int) -> dict[str, object]:
+def verdicts(
+    rows: list[dict[str, float]], load_end: float, fds_before: int, fds_after: int
+) -> dict[str, object]:
     """Plateau: RSS at the end of the load within 10% of RSS at the end of the warm-up (first fifth)."""
     loaded = [r for r in rows if r["t"] <= load_end]
     warm = [r for r in loaded if r["t"] >= load_end / 5] or loaded
@@ -106,7 +108,9 @@ def plot(rows: list[dict[str, float]], load_end: float, out: Path) -> None:
         ax.axvline(load_end / 60 / 5, color="grey", ls=":", lw=1)
         ax.axvline(load_end / 60, color="grey", ls="--", lw=1)
         ax.grid(alpha=0.3)
-    ax1.set_title("Soak: one router worker at half its maximum rate (dotted: warm-up ends; dashed: load stops)")
+    ax1.set_title(
+        "Soak: one router worker at half its maximum rate (dotted: warm-up ends; dashed: load stops)"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -117,7 +121,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--interval", type=float, default=5, help="seconds between samples")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
     seconds = args.minutes * 60
     tmp = Path(tempfile.mkdtemp(prefix="router-soak-"))
@@ -129,11 +133,21 @@ def main() -> int:
         conf = NGINX_CONF.format(tmp=tmp, port=nginx_port, completion=COMPLETION, models=MODELS)
         (tmp / "nginx.conf").write_text(conf)
         procs.start("nginx", ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf")], LOADGEN_CPU)
-        argv = [sys.executable, "-m", "tests.perf.sse_upstream", "--port", str(sse_port), "--chunks", str(CHUNKS)]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.perf.sse_upstream",
+            "--port",
+            str(sse_port),
+            "--chunks",
+            str(CHUNKS),
+        ]
         procs.start("sse-upstream", argv, LOADGEN_CPU)
         wait_for("nginx", lambda: http("GET", f"http://127.0.0.1:{nginx_port}/v1/models")[0] == 200, procs)
         wait_for("sse", lambda: http("GET", f"http://127.0.0.1:{sse_port}/v1/models")[0] == 200, procs)
-        proc, router = start_router(procs, tmp, "router", main_config(nginx_port, sse_port, tmp / "requests.log"))
+        proc, router = start_router(
+            procs, tmp, "router", main_config(nginx_port, sse_port, tmp / "requests.log")
+        )
         wait_for("route bench", lambda: route_state(router, "bench") == ("healthy", "closed"), procs)
         url = f"{router}/v1/chat/completions"
         wrk(url, 16, seconds=2)  # warm-up
@@ -152,8 +166,26 @@ def main() -> int:
         load = subprocess.Popen(
             [*argv, "--timeout", "10s", "-s", lua, url], env=env, stdout=subprocess.PIPE, text=True
         )
-        argv = [sys.executable, "-m", "tests.perf.stream_client", url, "--model", "paced", "--api-key", API_KEY]
-        argv += ["--streams", "100000000", "--concurrency", "2", "--chunks", str(CHUNKS), "--seconds", str(seconds)]
+        argv = [
+            sys.executable,
+            "-m",
+            "tests.perf.stream_client",
+            url,
+            "--model",
+            "paced",
+            "--api-key",
+            API_KEY,
+        ]
+        argv += [
+            "--streams",
+            "100000000",
+            "--concurrency",
+            "2",
+            "--chunks",
+            str(CHUNKS),
+            "--seconds",
+            str(seconds),
+        ]
         streamer = subprocess.Popen(
             ["taskset", "-c", str(LOADGEN_CPU), *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True
         )
@@ -197,14 +229,16 @@ def main() -> int:
         "# Soak\n\n"
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, load average before: {load_avg}\n"
         f"- command: `python -m tests.perf.soak --minutes {args.minutes:g}`\n"
-        f"- {summary['minutes']:g} min at {summary['achieved_rps']:,} req/s non-streaming (maximum measured just "
+        f"- {summary['minutes']:g} min at {summary['achieved_rps']:,} req/s non-streaming "
+        "(maximum measured just "
         f"before: {summary['max_rps']:,}; half of them session turns over {SESSIONS} sessions) plus "
         f"{summary['streams']:,} paced streams of {CHUNKS} chunks, 2 at a time; {summary['errors']} errors; "
         f"p50 / p99 {summary['p50_ms']:.2f} / {summary['p99_ms']:.2f} ms\n"
         f"- RSS: {v['rss_warm_mb']} MB after the warm-up, {v['rss_end_mb']} MB at the end "
         f"({v['growth_pct']:+}%), peak {v['rss_peak_mb']} MB: plateau (< 10%): "
         f"{'yes' if v['plateau'] else '**NO**'}\n"
-        f"- descriptors: {v['fds_before']} before the load, peak {v['fds_peak']}, {v['fds_after']} 20 s after "
+        f"- descriptors: {v['fds_before']} before the load, peak {v['fds_peak']}, "
+        f"{v['fds_after']} 20 s after "
         f"it stopped: leak: {'**YES**' if v['fds_leaked'] else 'no'}\n\n"
         "![soak](soak.png)\n\nRaw samples: `soak.csv`.\n"
     )

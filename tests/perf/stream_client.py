@@ -138,7 +138,9 @@ if __name__ == "__main__":
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=0, help="start no stream after this; 0: no limit")
     parser.add_argument("--hold", action="store_true", help="open all --streams at once (see above)")
-    parser.add_argument("--header", action="append", default=[], help='"Name: value", sent with every request')
+    parser.add_argument(
+        "--header", action="append", default=[], help='"Name: value", sent with every request'
+    )
     args = parser.parse_args()
     EXTRA_HEADERS.update((n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in args.header))
     if args.hold:
