@@ -7,6 +7,7 @@
 #   bash tests/perf/curves.sh --no-litellm    # without LiteLLM (nor its install)
 #   bash tests/perf/curves.sh --profile       # plus py-spy profiles of the router (installs py-spy)
 #   bash tests/perf/curves.sh --soak          # only the soak: python -m tests.perf.soak (10 minutes)
+#   bash tests/perf/curves.sh --all           # the curves, then the soak (about 25 minutes)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 python=${PYTHON:-.venv/bin/python}
@@ -54,7 +55,12 @@ if [[ " $* " != *" --no-litellm "* ]] \
 fi
 
 export PERF_COMMAND="bash tests/perf/curves.sh $*"
-"$python" -m tests.perf.curves "$@" &
+args=()
+soak_after=0
+for a in "$@"; do
+    if [[ $a == --all ]]; then soak_after=1; else args+=("$a"); fi
+done
+"$python" -m tests.perf.curves "${args[@]}" &
 pid=$!
 trap 'kill -TERM "$pid" 2>/dev/null; wait "$pid"' EXIT
 trap 'exit 130' INT
@@ -62,4 +68,7 @@ trap 'exit 143' TERM
 wait "$pid"
 status=$?
 trap - EXIT
+if ((soak_after)) && ((status == 0)); then
+    "$python" -m tests.perf.soak || status=$?
+fi
 exit "$status"
