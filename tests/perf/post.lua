@@ -6,7 +6,18 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("BODY")
+-- $BODY_FILE instead of $BODY: bodies too large for the environment (the request-size curve)
+if os.getenv("BODY_FILE") then
+  local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
+  wrk.body = f:read("*a")
+  f:close()
+end
 wrk.headers["Authorization"] = "Bearer " .. os.getenv("API_KEY")
+-- $HEADERS: more headers, "Name: value" one per line (the Portkey gateway's provider headers, an Origin)
+for line in (os.getenv("HEADERS") or ""):gmatch("[^\n]+") do
+  local name, value = line:match("^([^:]+):%s*(.*)$")
+  if name then wrk.headers[name] = value end
+end
 
 local expect = tonumber(os.getenv("EXPECT") or "")
 local threads = {}

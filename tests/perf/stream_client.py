@@ -23,6 +23,8 @@ import uvloop
 
 from tests.perf.sse_upstream import STAMP
 
+EXTRA_HEADERS: dict[str, str] = {}  # --header "Name: value", sent with every request
+
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -65,6 +67,7 @@ async def run(
     todo = iter(range(streams))
     connector = aiohttp.TCPConnector(limit=concurrency)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers.update(EXTRA_HEADERS)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
         await one_stream(session, url, body, [])  # warm-up: connection open, caches filled
 
@@ -96,6 +99,7 @@ async def hold(url: str, model: str, key: str, streams: int, chunks: int) -> dic
     """Open `streams` streams at once; the most open at a time, and how many did not end with [DONE]."""
     body = {"model": model, "messages": [{"role": "user", "content": "Count slowly."}], "stream": True}
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers.update(EXTRA_HEADERS)
     open_now = peak = dropped = 0
 
     async def one(session: aiohttp.ClientSession) -> None:
@@ -134,7 +138,11 @@ if __name__ == "__main__":
     parser.add_argument("--chunks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=0, help="start no stream after this; 0: no limit")
     parser.add_argument("--hold", action="store_true", help="open all --streams at once (see above)")
+    parser.add_argument(
+        "--header", action="append", default=[], help='"Name: value", sent with every request'
+    )
     args = parser.parse_args()
+    EXTRA_HEADERS.update((n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in args.header))
     if args.hold:
         figures: dict[str, float] = uvloop.run(
             hold(args.url, args.model, args.api_key, args.streams, args.chunks)
