@@ -221,13 +221,7 @@ def ollama_listing_handlers(table: RouteTable, services: ChatServices) -> list[H
     async def version(_: Request[Any, Any, Any]) -> Any:
         return {"version": OLLAMA_API_VERSION}
 
-    @head(
-        "/",
-        status_code=200,
-        operation_id="ollama_heartbeat",
-        tags=["ollama"],
-        summary="Ollama clients' heartbeat",
-    )
+    @head("/", status_code=200, include_in_schema=False)  # `/` is the chat page's in the document
     async def heartbeat() -> None:
         # Ollama answers HEAD / (its clients' heartbeat) with 200. GET / stays the chat page: a client that
         # reads "Ollama is running" there gets the page instead (see the docs).
