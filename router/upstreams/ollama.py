@@ -59,20 +59,9 @@ class OllamaAdapter(UpstreamAdapter):
         return ollama_mapping.chat_request(call.body, call.model, call.max_tokens, call.options, stream)
 
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
-        async with deadline(limits.timeout, self.chat_url):
-            response = await post_json(
-                self.session,
-                self.chat_target,
-                self._request(call, False),
-                limits,
-                call.request_id,
-                self.wire,
-                call.headers,
-            )
-            answer = await read_json(response, self.chat_url, self.wire)
+        payload = self._request(call, False)
+        answer = await self._post_whole(self.chat_target, self.chat_url, payload, call, limits)
         if not isinstance(answer, dict) or "message" not in answer:
-            if isinstance(answer, dict) and "error" in answer:
-                raise UpstreamStatus(self.wire.scrub(f"ollama at {self.root}: {answer['error']}"), status=500)
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a chat answer")
         stats = new_stats(call)
         record_final_line(stats, answer)
@@ -98,7 +87,9 @@ class OllamaAdapter(UpstreamAdapter):
     ) -> Any:
         """POST and read a whole JSON answer within the route's timeout; an `{"error"}` body is a 500."""
         async with deadline(limits.timeout, url):
-            response = await post_json(self.session, target, payload, limits, call.request_id, self.wire)
+            response = await post_json(
+                self.session, target, payload, limits, call.request_id, self.wire, call.headers
+            )
             answer = await read_json(response, url, self.wire)
         if isinstance(answer, dict) and "error" in answer:
             raise UpstreamStatus(self.wire.scrub(f"ollama at {self.root}: {answer['error']}"), status=500)
@@ -123,6 +114,7 @@ class OllamaAdapter(UpstreamAdapter):
             raise BadUpstreamResponse(f"ollama at {self.root} answered JSON that is not a generate answer")
         stats = new_stats(call)
         record_final_line(stats, answer)
+        stats.chars = len(answer["response"])
         if stats.text is not None:
             stats.text.append(answer["response"])
         return msgspec.json.encode(ollama_kinds.text_completion(answer, call.model, call.request_id)), stats
@@ -132,7 +124,7 @@ class OllamaAdapter(UpstreamAdapter):
 
         async def start() -> OllamaTextStream:
             response = await post_json(
-                self.session, self.generate_target, payload, limits, call.request_id, self.wire
+                self.session, self.generate_target, payload, limits, call.request_id, self.wire, call.headers
             )
             return OllamaTextStream(response, self.generate_url, call, self.wire)
 

@@ -98,22 +98,9 @@ class OpenAIAdapter(UpstreamAdapter):
         return body
 
     async def complete(self, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
-        async with deadline(limits.timeout, self.chat_url):
-            response = await post_json(
-                self.session,
-                self.chat_target,
-                self._request(call),
-                limits,
-                call.request_id,
-                self.wire,
-                call.headers,
-            )
-            raw = await read_body(response, self.chat_url, self.wire.max_response_bytes, self.wire)
-        answer = decode_json(raw, self.chat_url, response.content_type)
+        body = self._request(call)
+        raw, answer = await self._post_whole(self.chat_target, self.chat_url, body, call, limits)
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
-            if isinstance(answer, dict) and "error" in answer:
-                message = self.wire.scrub(f"upstream at {self.chat_url}: {answer['error']}")
-                raise UpstreamStatus(message, status=500)
             raise BadUpstreamResponse(
                 f"upstream at {self.chat_url} answered JSON that is not a chat completion"
             )
@@ -125,34 +112,49 @@ class OpenAIAdapter(UpstreamAdapter):
         return raw, stats
 
     async def open_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
+        body = self._request(call)
+        drop_usage = self.ask_usage and not call.include_usage
+        return await self._open_sse(
+            self.chat_target, self.chat_url, body, call, limits, OpenAIStream, drop_usage
+        )
+
+    async def _open_sse(
+        self,
+        target: URL,
+        url: str,
+        body: dict[str, Any],
+        call: ChatCall,
+        limits: Limits,
+        kind: type[OpenAIStream],
+        drop_usage: bool = False,
+    ) -> tuple[EventStream, list[bytes]]:
+        """POST for an SSE stream and read its first payloads within the route's timeout; an answer that
+        is not an event stream (an HTML page, a JSON error) is a bad upstream response naming what came."""
+
         async def start() -> OpenAIStream:
             response = await post_json(
-                self.session,
-                self.chat_target,
-                self._request(call),
-                limits,
-                call.request_id,
-                self.wire,
-                call.headers,
+                self.session, target, body, limits, call.request_id, self.wire, call.headers
             )
             if "text/event-stream" not in response.content_type:
-                raw = await read_body(response, self.chat_url, self.wire.max_response_bytes, self.wire)
-                decode_json(raw, self.chat_url, response.content_type)  # names HTML/garbage if it is
+                raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
+                decode_json(raw, url, response.content_type)  # names HTML/garbage if it is
                 raise BadUpstreamResponse(
-                    f"upstream at {self.chat_url} answered {response.content_type} instead of a stream"
+                    f"upstream at {url} answered {response.content_type} instead of a stream"
                 )
-            stream = OpenAIStream(response, self.chat_url, new_stats(call), self.wire)
-            stream.drop_usage = self.ask_usage and not call.include_usage
+            stream = kind(response, url, new_stats(call), self.wire)
+            stream.drop_usage = drop_usage
             return stream
 
-        return await open_line_stream(limits, self.chat_url, start)
+        return await open_line_stream(limits, url, start)
 
     async def _post_whole(
         self, target: URL, url: str, body: dict[str, Any], call: ChatCall, limits: Limits
     ) -> tuple[bytes, Any]:
         """POST and read a whole JSON answer within the route's timeout: its bytes and its decoded value."""
         async with deadline(limits.timeout, url):
-            response = await post_json(self.session, target, body, limits, call.request_id, self.wire)
+            response = await post_json(
+                self.session, target, body, limits, call.request_id, self.wire, call.headers
+            )
             raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
         answer = decode_json(raw, url, response.content_type)
         if isinstance(answer, dict) and "error" in answer and answer["error"] is not None:
@@ -211,21 +213,9 @@ class OpenAIAdapter(UpstreamAdapter):
 
     async def open_text_stream(self, call: ChatCall, limits: Limits) -> tuple[EventStream, list[bytes]]:
         body = self._text_request(call)  # refusals (400) before any connection is made
-        url = self.completions_url
-
-        async def start() -> OpenAIStream:
-            response = await post_json(
-                self.session, self.completions_target, body, limits, call.request_id, self.wire
-            )
-            if "text/event-stream" not in response.content_type:
-                raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
-                decode_json(raw, url, response.content_type)
-                raise BadUpstreamResponse(
-                    f"upstream at {url} answered {response.content_type} instead of a stream"
-                )
-            return OpenAITextStream(response, url, new_stats(call), self.wire)
-
-        return await open_line_stream(limits, url, start)
+        return await self._open_sse(
+            self.completions_target, self.completions_url, body, call, limits, OpenAITextStream
+        )
 
     async def probe(
         self, model: str | None, endpoint: str | None, timeout: float, max_age: float = 0.0
