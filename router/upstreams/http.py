@@ -23,7 +23,7 @@ from router.config.models import UpstreamConfig
 from router.echo import shown
 from router.policies.retry import retry_after_from_headers
 from router.security.redact import Redactor
-from router.upstreams.base import AnswerStats, EventStream, Limits
+from router.upstreams.base import AnswerStats, EventStream, Limits, UpstreamAdapter
 from router.upstreams.errors import (
     BadUpstreamResponse,
     UpstreamError,
@@ -502,3 +502,18 @@ class SharedProbe:
             return value
         finally:
             del self._pending[url]
+
+
+class HttpAdapter(UpstreamAdapter):
+    """What every HTTP model server's adapter shares: its wire rules (bounds, secrets to scrub) and one
+    shared probe fetch, on the probes' own pool."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        session: aiohttp.ClientSession,
+        probe_session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        super().__init__(config, session, probe_session)
+        self.wire = Wire.of(config)
+        self.probes = SharedProbe(self.probe_session, self.wire)

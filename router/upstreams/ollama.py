@@ -15,15 +15,15 @@ from yarl import URL
 
 from router.config.models import UpstreamConfig
 from router.upstreams import ollama_kinds, ollama_mapping
-from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, UpstreamAdapter, new_stats
+from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, new_stats
 from router.upstreams.errors import (
     BadUpstreamResponse,
     UpstreamError,
     UpstreamStatus,
 )
 from router.upstreams.http import (
+    HttpAdapter,
     LineStream,
-    SharedProbe,
     Wire,
     deadline,
     decode_json,
@@ -33,7 +33,7 @@ from router.upstreams.http import (
 )
 
 
-class OllamaAdapter(UpstreamAdapter):
+class OllamaAdapter(HttpAdapter):
     """Translates OpenAI chat requests to Ollama's `/api/chat` and its answers back."""
 
     def __init__(
@@ -43,8 +43,6 @@ class OllamaAdapter(UpstreamAdapter):
         probe_session: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(config, session, probe_session)
-        self.wire = Wire.of(config)
-        self.probes = SharedProbe(self.probe_session, self.wire)
         root = config.base_url.rstrip("/")
         self.root = root
         self.chat_url = f"{root}/api/chat"

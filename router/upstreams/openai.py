@@ -26,14 +26,12 @@ from router.upstreams.base import (
     EventStream,
     Limits,
     UnsupportedCall,
-    UpstreamAdapter,
     new_stats,
 )
 from router.upstreams.errors import BadUpstreamResponse, UpstreamStatus
 from router.upstreams.http import (
+    HttpAdapter,
     LineStream,
-    SharedProbe,
-    Wire,
     deadline,
     decode_json,
     open_line_stream,
@@ -60,7 +58,7 @@ _OLLAMA_GENERATE_FIELDS = frozenset(
 )
 
 
-class OpenAIAdapter(UpstreamAdapter):
+class OpenAIAdapter(HttpAdapter):
     """Relays OpenAI Chat Completions to an OpenAI-compatible server."""
 
     def __init__(
@@ -70,8 +68,6 @@ class OpenAIAdapter(UpstreamAdapter):
         probe_session: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(config, session, probe_session)
-        self.wire = Wire.of(config)
-        self.probes = SharedProbe(self.probe_session, self.wire)
         self.base_url = config.base_url.rstrip("/")
         self.chat_url = f"{self.base_url}/chat/completions"
         self.chat_target = URL(self.chat_url)
