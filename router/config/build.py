@@ -1,9 +1,9 @@
 """Turn validated data into the typed, frozen RouterConfig.
 
 This is where the file's conveniences are resolved, so nothing downstream needs to know about them:
-`defaults` merged into each route (route keys win; `health_check` merges key by key), a route's name
-defaulting to the last segment of its path, `upstream: x` becoming a one-replica `upstreams` list, each
-upstream learning its own name, and an empty `api_key` (what `${KEY:-}` gives) meaning no key.
+`defaults` merged into each route (route keys win; `health_check` and `resume` merge key by key), a
+route's name defaulting to the last segment of its path, `upstream: x` becoming a one-replica `upstreams`
+list, each upstream learning its own name, and an empty `api_key` (what `${KEY:-}` gives) meaning no key.
 
 It expects data that passed the schema and the semantic checks; pydantic still validates, and anything it
 refuses is reported as a located problem at the key the user wrote (the route's, or the default's).
@@ -36,6 +36,8 @@ __all__ = ["POLICY_KEYS", "auth_problems", "build_config", "default_route_name",
 
 POLICY_KEYS = tuple(RoutePolicy.model_fields)
 """Route keys that `defaults` may provide."""
+_MERGED_KEYS = ("health_check", "resume")
+"""Policy keys holding a mapping that a route merges key by key with the one in `defaults`."""
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -129,11 +131,12 @@ def auth_problems(doc: Document) -> list[Problem]:
 
 def route_fields(raw: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The RouteConfig fields of one route entry, with defaults merged in."""
-    policy = {key: value for key, value in defaults.items() if key != "health_check"}
-    policy.update({key: raw[key] for key in POLICY_KEYS if key in raw and key != "health_check"})
-    health = {**defaults.get("health_check", {}), **raw.get("health_check", {})}
-    if health:
-        policy["health_check"] = health
+    policy = {key: value for key, value in defaults.items() if key not in _MERGED_KEYS}
+    policy.update({key: raw[key] for key in POLICY_KEYS if key in raw and key not in _MERGED_KEYS})
+    for merged in _MERGED_KEYS:
+        value = {**defaults.get(merged, {}), **raw.get(merged, {})}
+        if value:
+            policy[merged] = value
     if "upstream" in raw:
         upstreams = [{"name": raw["upstream"]}]
     else:
@@ -158,10 +161,10 @@ def _route_locator(
     def locate(loc: tuple[Any, ...]) -> JsonPath:
         if loc[:1] == ("policy",) and len(loc) >= 2:
             key, rest = loc[1], loc[2:]
-            if key == "health_check" and rest:
-                if rest[0] in raw.get("health_check", {}) or rest[0] not in defaults.get("health_check", {}):
-                    return (*route, "health_check", *rest)
-                return ("defaults", "health_check", *rest)
+            if key in _MERGED_KEYS and rest:
+                if rest[0] in raw.get(key, {}) or rest[0] not in defaults.get(key, {}):
+                    return (*route, key, *rest)
+                return ("defaults", key, *rest)
             if key in raw or key not in defaults:
                 return (*route, key, *rest)
             return ("defaults", key, *rest)

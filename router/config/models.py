@@ -38,6 +38,17 @@ class HealthCheckPolicy(FrozenModel):
     endpoint: str | None = None  # a plainer liveness probe path instead of the model listing
 
 
+class ResumePolicy(FrozenModel):
+    """Resuming a stream that broke after its answer started (docs/resume.md).
+
+    Off by default: a resumed answer is stitched from two models' words, which a route must opt into.
+    `max_resumes` bounds how often one answer may move on, so a broken stream never loops.
+    """
+
+    enabled: bool = False
+    max_resumes: int = Field(default=1, ge=1, le=5)
+
+
 class CircuitBreakerPolicy(FrozenModel):
     """Passive protection of one upstream, fed by real traffic (not by probes)."""
 
@@ -64,6 +75,16 @@ class UpstreamConfig(FrozenModel):
     max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
     # openai upstreams: ask every stream for its usage (`stream_options.include_usage`), for token accounting
     stream_usage: bool = True
+    # How this server continues a final assistant message (router.upstreams.continuation), for resumed
+    # streams; None: derived from `type` (ollama continues, an OpenAI-compatible server must say how).
+    continuation: Literal["ollama", "vllm", "llama_cpp", "none"] | None = None
+
+    @property
+    def continues(self) -> str:
+        """The continuation mechanism in force: the declared one, else the type's default."""
+        if self.continuation is not None:
+            return self.continuation
+        return "ollama" if self.type == "ollama" else "none"
 
     def identity(self) -> tuple[Any, ...]:
         """What must stay equal for a reload to keep this upstream's connection pool and breaker."""
@@ -90,6 +111,8 @@ class RoutePolicy(FrozenModel):
     health_check: HealthCheckPolicy = HealthCheckPolicy()
     # longest a stream may last once it started, however steadily it trickles; then an error event
     max_stream_duration: float = Field(default=1800.0, gt=0)
+    # a stream that breaks after its answer started goes on on another replica or fallback (off by default)
+    resume: ResumePolicy = ResumePolicy()
 
 
 class UpstreamRef(FrozenModel):

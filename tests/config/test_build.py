@@ -10,7 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from router.config import ConfigError, RouterConfig, load_config, load_config_text
 from router.config.build import build_config
-from router.config.models import HealthCheckPolicy, RoutePolicy, UpstreamConfig, UpstreamRef
+from router.config.models import HealthCheckPolicy, ResumePolicy, RoutePolicy, UpstreamConfig, UpstreamRef
 from router.config.source import parse_yaml
 
 EXAMPLE = """\
@@ -199,3 +199,34 @@ def test_single_upstream_refusal_points_at_the_upstream_key() -> None:
     assert [str(p) for p in info.value.problems] == [
         "t.yaml:4:36: Input should be a valid string, got 5 (at $.routes[0].upstream)"
     ]
+
+
+def test_resume_merges_key_by_key_and_continuation_defaults_by_type(tmp_path: Path) -> None:
+    text = EXAMPLE.replace("  max_tokens: 2048\n", "  max_tokens: 2048\n  resume: {enabled: true}\n").replace(
+        "    timeout: 30\n", "    timeout: 30\n    resume: {max_resumes: 3}\n"
+    )
+    key = "    api_key: ${LOCAL_API_KEY:-}\n"
+    text = text.replace(key, key + "    continuation: vllm\n")
+    config = load(tmp_path, text)
+    qwen3, _, local = config.routes
+    assert qwen3.policy.resume == ResumePolicy(enabled=True, max_resumes=1)
+    assert local.policy.resume == ResumePolicy(enabled=True, max_resumes=3)
+    assert config.upstreams["ollama"].continues == "ollama"
+    assert config.upstreams["local"].continues == "vllm"
+    plain = load(tmp_path, EXAMPLE)
+    assert plain.routes[0].policy.resume == ResumePolicy(enabled=False, max_resumes=1)
+    assert plain.upstreams["local"].continues == "none"  # an OpenAI-compatible server must declare it
+
+
+@pytest.mark.parametrize(
+    ("resume", "where"),
+    [
+        ("    resume: {max_resumes: 6}\n", "$.routes[2].resume.max_resumes"),
+        ("    resume: {max_resumes: 0}\n", "$.routes[2].resume.max_resumes"),
+        ("    resume: {enabled: true, again: 1}\n", "$.routes[2].resume"),
+    ],
+)
+def test_resume_is_bounded(tmp_path: Path, resume: str, where: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, EXAMPLE.replace("    timeout: 30\n", "    timeout: 30\n" + resume))
+    assert where in str(caught.value)

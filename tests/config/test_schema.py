@@ -235,6 +235,7 @@ def test_policy_keys_match_the_models() -> None:
     from router.config.models import (
         CircuitBreakerPolicy,
         HealthCheckPolicy,
+        ResumePolicy,
         RoutePolicy,
         ServerSettings,
         UpstreamConfig,
@@ -244,6 +245,7 @@ def test_policy_keys_match_the_models() -> None:
     assert set(defs["defaults"]["properties"]) == set(RoutePolicy.model_fields)
     assert set(RoutePolicy.model_fields) <= set(defs["route"]["properties"])
     assert set(defs["health_check"]["properties"]) == set(HealthCheckPolicy.model_fields)
+    assert set(defs["resume"]["properties"]) == set(ResumePolicy.model_fields)
     assert set(defs["circuit_breaker"]["properties"]) == set(CircuitBreakerPolicy.model_fields)
     assert set(defs["server"]["properties"]) == set(ServerSettings.model_fields)
     assert set(defs["upstream"]["properties"]) | {"name"} == set(UpstreamConfig.model_fields)

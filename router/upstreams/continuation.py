@@ -1,0 +1,68 @@
+"""How each kind of model server is asked to continue an answer that another one started (docs/resume.md).
+
+A stream that broke after its answer started is resumed (`router.resume`) by sending the same conversation
+to another upstream with the partial answer as the assistant's last message, which that server must
+*continue* rather than answer anew. Servers do that in different ways, declared per upstream as
+`continuation:` in the table; this module is the one place that knows them:
+
+- `ollama`: `/api/chat` continues a final assistant message by itself (the adapter sends it as the last
+  message, like any other);
+- `vllm`: the OpenAI body gets `continue_final_message: true` and `add_generation_prompt: false` (vLLM's
+  chat template options; without them the final assistant message is closed and a new turn begins);
+- `llama_cpp`: llama.cpp's `llama-server` continues a final assistant message by itself (assistant
+  prefill), nothing extra is sent;
+- `none`: the server cannot be asked to continue; such upstreams are never chosen to resume a stream.
+
+The body built here is the internal (OpenAI chat) body; each adapter translates it as usual.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+Mechanism = Literal["ollama", "vllm", "llama_cpp", "none"]
+
+CONTINUES: frozenset[str] = frozenset({"ollama", "vllm", "llama_cpp"})
+"""The mechanisms that can continue a final assistant message (every one but `none`)."""
+
+_EXTRA_FIELDS: dict[str, dict[str, Any]] = {
+    "ollama": {},
+    "vllm": {"continue_final_message": True, "add_generation_prompt": False},
+    "llama_cpp": {},
+}
+
+
+def can_continue(mechanism: str) -> bool:
+    """Whether an upstream with this mechanism may be chosen to resume a stream."""
+    return mechanism in CONTINUES
+
+
+def continuation_body(mechanism: str, body: dict[str, Any], partial: str) -> dict[str, Any]:
+    """The internal chat body asking an upstream with `mechanism` to continue `partial`.
+
+    The conversation is `body`'s; the partial answer becomes the final assistant message (appended to the
+    client's own final assistant message when the client already prefilled one: the model continues the
+    whole of it). `body` is not changed. ValueError for `none`: the caller never picks such an upstream.
+    """
+    extra = _EXTRA_FIELDS.get(mechanism)
+    if extra is None:
+        raise ValueError(f"continuation {mechanism!r} cannot continue an answer")
+    messages = list(body["messages"])
+    last = messages[-1] if messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant" and _text_of(last) is not None:
+        messages[-1] = {**last, "content": _text_of(last) + partial}
+    else:
+        messages.append({"role": "assistant", "content": partial})
+    return {**body, "messages": messages, **extra}
+
+
+def _text_of(message: dict[str, Any]) -> str | None:
+    """A message's content as one text (string content, or text parts only); None if it has other parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if content is None:
+        return ""
+    if isinstance(content, list) and all(isinstance(p, dict) and p.get("type") == "text" for p in content):
+        return "".join(str(p.get("text") or "") for p in content)
+    return None
