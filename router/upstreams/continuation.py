@@ -49,8 +49,9 @@ def continuation_body(mechanism: str, body: dict[str, Any], partial: str) -> dic
         raise ValueError(f"continuation {mechanism!r} cannot continue an answer")
     messages = list(body["messages"])
     last = messages[-1] if messages else None
-    if isinstance(last, dict) and last.get("role") == "assistant" and _text_of(last) is not None:
-        messages[-1] = {**last, "content": _text_of(last) + partial}
+    prefilled = _text_of(last) if isinstance(last, dict) and last.get("role") == "assistant" else None
+    if prefilled is not None:
+        messages[-1] = {**messages[-1], "content": prefilled + partial}
     else:
         messages.append({"role": "assistant", "content": partial})
     return {**body, "messages": messages, **extra}
