@@ -254,6 +254,33 @@ def test_an_upstream_that_cannot_continue_is_never_chosen(
     assert metric(router, "router_stream_resumes_total", route="/chat/m", cause="error") == 0
 
 
+def test_a_break_after_the_role_chunk_only_asks_again(
+    fakes: Callable[[str], FakeUpstream], start_router: Start
+) -> None:
+    a, b = fakes("vllm"), fakes("vllm")
+    router = start_router(replicas_table({"a": (a, "vllm"), "b": (b, "vllm")}))
+    break_after(a, "error", 0)  # the role chunk went out, no text
+    result = stream(router, "/chat/m")
+    assert_one_answer(result, ["a", "b"])
+    assert sent_messages(b) == MESSAGES and b.continued == []
+    assert "continue_final_message" not in b.last_request.json
+
+
+def test_heartbeats_go_on_while_the_continuation_starts(
+    fakes: Callable[[str], FakeUpstream], start_router: Start
+) -> None:
+    a, b = fakes("ollama"), fakes("ollama")
+    router = start_router(
+        replicas_table({"a": (a, "ollama"), "b": (b, "ollama")}, heartbeat_interval=0.05, stall_timeout=0.2)
+    )
+    break_after(a, "error", 2)
+    b.set_behaviour("slow_first_token", seconds=0.6)  # longer than stall_timeout: a start is no stall
+    result = stream(router, "/chat/m")
+    assert_one_answer(result, ["a", "b"])
+    assert result.comments >= 5
+    assert_continued(b, "ollama", "Hello wor", MESSAGES)
+
+
 # ---- what is never resumed --------------------------------------------------------------------------
 
 
