@@ -182,6 +182,7 @@ class ResumingStream(EventStream):
         self._pending: asyncio.Task[list[bytes]] | None = None  # a resume under way
         self._messages: list[Any] = answering.messages  # the current attempt's prompt, for an estimate
         self._attempt_open = True  # the current attempt's tokens are not in the sums yet
+        self._attempt_from = 0  # where the current attempt's text starts in `_pieces`
         self._earlier = [0, 0]  # prompt and completion tokens of the attempts that broke
         self._summed: AnswerStats | None = None  # the answer's stats once it was resumed
         self._loop = asyncio.get_running_loop()
@@ -301,8 +302,11 @@ class ResumingStream(EventStream):
         self._upstreams.append(lease.upstream_name)
         self._resumes += 1
         record.resumes, record.upstreams = self._resumes, list(self._upstreams)
-        self._messages = [*body["messages"], {"role": "assistant", "content": partial}]
+        self._messages = (
+            [*body["messages"], {"role": "assistant", "content": partial}] if partial else body["messages"]
+        )
         self._attempt_open = True
+        self._attempt_from = len(self._pieces)
         self._announce(cause, broken, lease.upstream_name, str(error), error)
         return self._stitch(first)
 
@@ -415,11 +419,13 @@ class ResumingStream(EventStream):
         self._attempt_open = False
         stats = self.inner.stats
         record = self._answering.record
+        # what this attempt relayed (the adapters' `chars` may also count text that was never relayed)
+        chars = sum(map(len, self._pieces[self._attempt_from :]))
         prompt, completion = stats.prompt_tokens, stats.completion_tokens
         if prompt is None:
             prompt, record.prompt_estimated = estimate_prompt(self._messages), True
         if completion is None:
-            completion, record.completion_estimated = estimate_tokens(stats.chars), True
+            completion, record.completion_estimated = estimate_tokens(chars), True
         self._earlier[0] += prompt
         self._earlier[1] += completion
         summed = self._summed
@@ -427,7 +433,7 @@ class ResumingStream(EventStream):
             summed = self._summed = AnswerStats(model=stats.model)
             self.stats = self._answering.stats = summed
         summed.prompt_tokens, summed.completion_tokens = self._earlier
-        summed.chars += stats.chars
+        summed.chars += chars
         summed.finish_reason = stats.finish_reason
         summed.text = self._pieces if self._collect else None
 
