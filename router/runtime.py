@@ -237,7 +237,6 @@ class Runtime:
             ("secrets", lambda: self.redactor.add(config_secrets(config) | state_secrets(config))),
             ("logging", lambda: self.logs.configure(config.logging)),
             ("sessions", lambda: self.sessions.configure(config.sessions)),
-            ("metrics", lambda: self.metrics.prepare(prepared.table)),
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
             ("shared state", self.state.table_changed),
             ("telemetry", lambda: self.telemetry.configure(config.telemetry)),
