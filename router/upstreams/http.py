@@ -483,7 +483,9 @@ class SharedProbe:
         cached = self._results.get(url)
         if cached is not None and loop.time() - cached[0] <= max_age:
             if cached[2] is not None:
-                raise cached[2]
+                # Raised again for every question it answers: without its old traceback, which would
+                # otherwise grow by every raise (thousands of models, thousands of frames kept).
+                raise cached[2].with_traceback(None)
             return cached[1]
         pending = self._pending.get(url)
         if pending is None:

@@ -4,6 +4,7 @@ not scanned once per model (10,000 models on one upstream made each probe round 
 from __future__ import annotations
 
 import asyncio
+import traceback
 
 import pytest
 
@@ -30,5 +31,19 @@ async def test_a_listing_is_read_once_for_all_the_models_asked_about(
         with pytest.raises(Exception, match="m-absent"):
             await adapter.probe("m-absent", None, 2.0, max_age=30)
         assert len(reads) == 1
+    finally:
+        await adapter.close()
+
+
+async def test_a_shared_failure_does_not_keep_every_question_s_traceback(fake_ollama: FakeOllama) -> None:
+    adapter = build_adapter(UpstreamConfig(name="o", type="ollama", base_url=fake_ollama.base_url))
+    try:
+        fake_ollama.go_down()
+        depths = []
+        for _ in range(50):
+            with pytest.raises(Exception) as failed:
+                await adapter.probe("qwen3:32b", None, 2.0, max_age=30)
+            depths.append(len(traceback.extract_tb(failed.value.__traceback__)))
+        assert depths[-1] == depths[1], depths  # the same answer each time, not a growing chain
     finally:
         await adapter.close()
