@@ -3,6 +3,7 @@ still answers (through the app as well as the fast path) and is in the OpenAPI d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,3 +65,44 @@ def test_every_route_of_a_large_table_answers_through_the_app(
     schema = document["components"]["schemas"][ref.removeprefix("#/components/schemas/")]
     assert schema["required"] == ["messages"]
     assert "/v1/chat/completions" in paths and "/{route_path}" not in paths
+
+
+def rich_table(count: int) -> str:
+    """`count` routes written as people write large tables: defaults merged in with an anchor and a key
+    overridden in each, replicas, aliases, fallbacks, health checks."""
+    lines = [
+        "version: 1",
+        "upstreams:",
+        "  a: {type: openai, base_url: 'http://127.0.0.1:9/v1'}",
+        "  b: {type: ollama, base_url: 'http://127.0.0.1:9'}",
+        "defaults: &route",
+        "  timeout: 30",
+        "  health_check: {interval: 30, timeout: 2}",
+        "routes:",
+    ]
+    for i in range(count):
+        lines += ["  - <<: *route", f"    path: /chat/r{i}", f"    model: m{i}", f"    aliases: [a{i}]"]
+        lines.append("    upstreams: [{name: a, weight: 2}, {name: b}]" if i % 3 == 0 else "    upstream: a")
+        lines.append("    health_check: {interval: 11}")
+        if i:
+            lines.append(f"    fallbacks: [/chat/r{i - 1}]")
+    return "\n".join(lines) + "\n"
+
+
+def load_and_build_seconds(count: int) -> float:
+    """CPU seconds to validate a table of `count` routes and build everything serving it (best of two)."""
+    text = rich_table(count)
+    best = float("inf")
+    for _ in range(2):
+        started = time.process_time()
+        config = load_config_text(text, "t.yaml", env={})
+        Runtime(config).prepare(config)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def test_loading_and_building_a_table_grows_linearly_with_its_routes() -> None:
+    # Ten times the routes cost about ten times the CPU (less: fixed costs); anything quadratic costs a
+    # hundred times. 20x leaves room for a loaded machine without letting a quadratic step through.
+    small, large = load_and_build_seconds(300), load_and_build_seconds(3000)
+    assert large < 20 * small, (small, large)
