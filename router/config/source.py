@@ -30,6 +30,7 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 # config only wants JSON-like values, and a datetime would confuse the schema); other tags are refused.
 _CONSTRUCTED_TAGS = frozenset("tag:yaml.org,2002:" + name for name in ("null", "bool", "int", "float", "str"))
 _NULL_TAG = "tag:yaml.org,2002:null"
+_STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"))
 
@@ -172,37 +173,46 @@ class _Builder:
         self.problems.append(Problem(self.file, line, col, message, format_json_path(path)))
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
-        if id(node) in self._active:
-            self.report(
-                node,
-                path,
-                "an alias refers to a mapping or list that contains it; YAML cycles are not allowed",
-            )
-            return None
-        if id(node) in self._seen:
+        ident = id(node)
+        if ident in self._seen:
+            if ident in self._active:
+                self.report(
+                    node,
+                    path,
+                    "an alias refers to a mapping or list that contains it; YAML cycles are not allowed",
+                )
+                return None
             self._expanded += 1
             if self._expanded > MAX_ALIAS_EXPANSION:
                 raise _TooManyAliases(node)
         else:
-            self._seen.add(id(node))
-        self._active.add(id(node))
+            self._seen.add(ident)
+        if type(node) is yaml.ScalarNode:  # most nodes; a scalar contains nothing, so no cycle to watch
+            value: Any = self._scalar(node, path)
+            mark = node.start_mark
+            self.values[path] = (mark.line + 1, mark.column + 1)
+            self._recorded.append(path)
+            return value
+        self._active.add(ident)
         try:
             if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
                 self.report(node, path, f"unsupported YAML tag {node.tag}; write a plain mapping or list")
             if isinstance(node, yaml.MappingNode):
-                value: Any = self._mapping(node, path)
+                value = self._mapping(node, path)
             elif isinstance(node, yaml.SequenceNode):
                 value = [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
             else:
                 value = self._scalar(node, path)
         finally:
-            self._active.discard(id(node))
+            self._active.discard(ident)
         # Recorded last: merged-in mappings are built at the same path and must not keep their position.
         self.values[path] = _mark(node.start_mark)
         self._recorded.append(path)
         return value
 
     def _scalar(self, node: yaml.Node, path: JsonPath) -> Any:
+        if node.tag == _STR_TAG:  # most values: what the safe constructor returns for them, without it
+            return node.value
         if node.tag == _TIMESTAMP_TAG:
             return str(node.value)
         if node.tag not in _CONSTRUCTED_TAGS:
