@@ -2,8 +2,8 @@
 
 Each loop probes at once on start (so `initial` is short; thousands of new loops start at `START_RATE`),
 then sleeps the tracker's own delay: the normal interval while healthy, the faster recovery interval while
-unhealthy, both jittered so many routes do not probe in lock-step. A probe that times out is a failure. Loops follow reloads: `sync` starts loops
-for new questions and stops those no table asks any more.
+unhealthy, both jittered so many routes do not probe in lock-step. A probe that times out is a failure.
+Loops follow reloads: `sync` starts loops for new questions and stops those no table asks any more.
 """
 
 from __future__ import annotations
