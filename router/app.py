@@ -1,13 +1,15 @@
 """The Litestar application for one route table, built in one factory from typed inputs.
 
-One POST handler per table entry (so every route shows in the OpenAPI document), the OpenAI-compatible
-`/v1` pair, and the probes. Handlers are thin closures over the prepared `Route`: they parse the body and
-call domain code. A reload builds a new app for the new table; `router.server` swaps it in atomically.
+One handler for all the table's entries (a route is found by a dictionary lookup of its path, so the app
+is the same size for 1 or 10,000 routes), the OpenAI-compatible `/v1` doors, and the probes. Handlers are
+thin closures over the prepared table: they parse the body and call domain code. A reload builds a new app
+for the new table; `router.runtime` swaps it in atomically.
 
-The OpenAPI document lists every route, model and upstream, so it is for operators: it is served as JSON
-only (`/schema`, `/schema/openapi.json`) and needs the admin key whenever keys are configured. Litestar's
-documentation pages (Swagger, Redoc, Elements...) are not served: they load their scripts from a public
-CDN, and on this origin the chat page keeps the user's key in the browser.
+The OpenAPI document lists every route (those entries made from the table when first asked for), model
+and upstream, so it is for operators: it is served as JSON only (`/schema`, `/schema/openapi.json`) and
+needs the admin key whenever keys are configured. Litestar's documentation pages (Swagger, Redoc,
+Elements...) are not served: they load their scripts from a public CDN, and on this origin the chat page
+keeps the user's key in the browser.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from typing import Any
 import msgspec
 from litestar import Litestar, Request, Router, get, post
 from litestar.connection import ASGIConnection
+from litestar.enums import HttpMethod
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
+from litestar.handlers import route as handler_of
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, Operation, RequestBody
@@ -83,7 +88,7 @@ class ChatOperation(Operation):
         self.request_body = RequestBody(
             content={"application/json": OpenAPIMediaType(schema=_request_schema())},  # type: ignore[arg-type]
             required=True,
-            description="An OpenAI Chat Completions request; unknown fields reach OpenAI-compatible servers.",
+            description=_CHAT_REQUEST_DOC,
         )
 
 
@@ -164,43 +169,118 @@ def _by_model(table: RouteTable) -> Resolve:
     return by_model
 
 
-def route_handler(route: Route, services: ChatServices, door: Door) -> HTTPRouteHandler:
-    """The POST handler serving one table entry."""
+TABLE_PATH = "/{route_path:path}"
+"""The one Litestar path serving every table route: a route is a dictionary entry here, not a handler.
 
-    async def chat(request: Request[Any, Any, Any]) -> ASGIApp:
-        return await handle_chat(request, services, door)
+Litestar rebuilds a router-wide map at each handler it registers, so one handler per route made building
+the app grow with the square of the table (10,000 routes did not start within two minutes). The paths the
+router serves itself are static and Litestar tries those first, so this path only sees the others."""
 
-    upstreams = ", ".join(r.upstream.name for r in route.replicas)
-    embeddings = route.config.kind == "embeddings"
-    return post(
-        route.path,
-        name=f"route:{route.name}",
-        operation_id=ROUTE_OPERATION_PREFIX + route.name,
-        summary=f"Embeddings from {route.model}" if embeddings else f"Chat with {route.model}",
-        description=f"Route `{route.name}`: model `{route.model}` on {upstreams}. "
-        + (_EMBEDDINGS_RESPONSES_DOC if embeddings else _CHAT_RESPONSES_DOC),
-        tags=["routes"],
-        operation_class=EmbeddingsOperation if embeddings else ChatOperation,
+_ROUTE_METHODS = "OPTIONS, POST"
+
+
+def table_handler(table: RouteTable, doors: dict[str, Door], services: ChatServices) -> HTTPRouteHandler:
+    """Every table route's POST handler in one: the route is found by a dictionary lookup of the path.
+
+    Serves what the fast path leaves to the app (CORS on, or no fast path). Any other path reaching it is
+    the 404 it was before; another method on a route path is the 405 Litestar gave (OPTIONS its 204).
+    It is not in Litestar's OpenAPI document: `TableDocument` adds each route's entry from the table.
+    """
+    served = {entry.path: doors[entry.path] for entry in table.routes}
+
+    async def table_route(request: Request[Any, Any, Any]) -> ASGIApp:
+        door = served.get(request.scope["path"])
+        if door is None:
+            raise NotFoundException()
+        method = request.scope["method"]
+        if method == "POST":
+            return await handle_chat(request, services, door)
+        if method == "OPTIONS":
+            return ASGIResponse(body=b"", status_code=204, headers={"Allow": _ROUTE_METHODS})
+        raise MethodNotAllowedException(headers={"Allow": _ROUTE_METHODS})
+
+    return handler_of(
+        TABLE_PATH,
+        http_method=list(HttpMethod),
+        name="table-routes",
+        include_in_schema=False,
         status_code=200,
-    )(chat)
+    )(table_route)
 
 
+_CHAT_REQUEST_DOC = "An OpenAI Chat Completions request; unknown fields reach OpenAI-compatible servers."
 _EMBEDDINGS_REQUEST_DOC = "An OpenAI embeddings request; unknown fields reach OpenAI-compatible servers."
 _EMBEDDINGS_RESPONSES_DOC = (
     "An OpenAI embeddings list (float vectors, or base64 when `encoding_format` asks)."
 )
+_ROUTE_BODIES = {
+    "chat": ("RouteChatRequest", ChatRequest, _CHAT_REQUEST_DOC),
+    "embeddings": ("RouteEmbeddingsRequest", EmbeddingsRequest, _EMBEDDINGS_REQUEST_DOC),
+}
+"""Each route kind's request body: its schema is in the document's `components` once, under this name."""
+_OK = {
+    "200": {
+        "description": "Request fulfilled, document follows",
+        "headers": {},
+        "content": {"application/json": {"schema": {}}},
+    }
+}
 
 
-@dataclass
-class EmbeddingsOperation(Operation):
-    """OpenAPI operation for an embeddings route's own path: its body is an OpenAI embeddings request."""
+def route_paths(table: RouteTable) -> dict[str, Any]:
+    """The OpenAPI path items of the table's routes: one POST each, its body a reference to its kind's
+    request schema (a 10,000-route table would otherwise repeat a 4 KB schema 10,000 times)."""
+    bodies = {
+        kind: {
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+            "required": True,
+            "description": description,
+        }
+        for kind, (name, _, description) in _ROUTE_BODIES.items()
+    }
+    paths: dict[str, Any] = {}
+    for entry in table.routes:
+        embeddings = entry.config.kind == "embeddings"
+        upstreams = ", ".join(r.upstream.name for r in entry.replicas)
+        paths[entry.path] = {
+            "post": {
+                "tags": ["routes"],
+                "summary": f"Embeddings from {entry.model}" if embeddings else f"Chat with {entry.model}",
+                "description": f"Route `{entry.name}`: model `{entry.model}` on {upstreams}. "
+                + (_EMBEDDINGS_RESPONSES_DOC if embeddings else _CHAT_RESPONSES_DOC),
+                "operationId": ROUTE_OPERATION_PREFIX + entry.name,
+                "requestBody": bodies[entry.config.kind],
+                "responses": _OK,
+                "deprecated": False,
+            }
+        }
+    return paths
 
-    def __post_init__(self) -> None:
-        self.request_body = RequestBody(
-            content={"application/json": OpenAPIMediaType(schema=_request_schema(EmbeddingsRequest))},  # type: ignore[arg-type]
-            required=True,
-            description=_EMBEDDINGS_REQUEST_DOC,
-        )
+
+class TableDocument(JsonRenderPlugin):
+    """The OpenAPI document as JSON: Litestar's, of the router's own handlers, and the table's routes.
+
+    Made at the first request for it and kept: the app (so this plugin) belongs to one table version, and
+    the routes' entries cost nothing until an operator asks for the document.
+    """
+
+    def __init__(self, table: RouteTable) -> None:
+        super().__init__()
+        self._table = table
+        self._rendered: bytes | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        """Litestar's document with the table's routes first, in the table's order, and their schemas."""
+        if self._rendered is None:
+            components = dict(openapi_schema.get("components") or {})
+            schemas = dict(components.get("schemas") or {})
+            for name, request_type, _ in _ROUTE_BODIES.values():
+                schemas[name] = _request_schema(request_type)
+            components["schemas"] = schemas
+            paths = {**route_paths(self._table), **openapi_schema.get("paths", {})}
+            document = {**openapi_schema, "paths": paths, "components": components}
+            self._rendered = self.render_json(request, document)
+        return self._rendered
 
 
 def kinds_handlers(doors: dict[str, Door], services: ChatServices) -> list[HTTPRouteHandler]:
@@ -435,7 +515,7 @@ def create_app(
                 f"route {route.path}: the name {route.name!r} is the router's own; choose another"
             )
     doors = doors or front_doors(table)
-    handlers: list[Any] = [route_handler(route, services, doors[route.path]) for route in table.routes]
+    handlers: list[Any] = [table_handler(table, doors, services)]
     handlers += openai_handlers(table, services, doors[OPENAI_CHAT_PATH])
     handlers.append(responses_handler(services, doors[OPENAI_RESPONSES_PATH]))
     handlers += kinds_handlers(doors, services)
@@ -451,7 +531,7 @@ def create_app(
         request_max_body_size=table.config.server.max_body_bytes,
         cors_config=cors_config(table.config.server.cors_allowed_origins),
         logging_config=None,  # Litestar's default would take over the root logger; the router owns logging
-        openapi_config=openapi_config(services.access),
+        openapi_config=openapi_config(services.access, table),
         debug=False,
     )
 
@@ -465,7 +545,7 @@ def error_dialects(doors: dict[str, Door]) -> dict[str, ErrorDialect]:
     return dialects
 
 
-def openapi_config(access: Access) -> OpenAPIConfig:
+def openapi_config(access: Access, table: RouteTable) -> OpenAPIConfig:
     """The OpenAPI document as JSON only, at `/schema` and `/schema/openapi.json`, for admins.
 
     No render plugin but JSON: the HTML pages would load third-party scripts onto the router's origin.
@@ -479,6 +559,6 @@ def openapi_config(access: Access) -> OpenAPIConfig:
         title="router",
         version=__version__,
         description="One validated routing table in front of private LLM servers.",
-        render_plugins=[JsonRenderPlugin()],
+        render_plugins=[TableDocument(table)],
         openapi_router=Router(OPENAPI_PATH, route_handlers=[], guards=[admin_only], include_in_schema=False),
     )

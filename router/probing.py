@@ -1,9 +1,9 @@
 """Active health checks: one probe loop per (upstream, model) question, shared by the routes asking it.
 
-Each loop probes at once on start (so `initial` is short), then sleeps the tracker's own delay: the
-normal interval while healthy, the faster recovery interval while unhealthy, both jittered so many routes
-do not probe in lock-step. A probe that times out is a failure. Loops follow reloads: `sync` starts loops
-for new questions and stops those no table asks any more.
+Each loop probes at once on start (so `initial` is short; thousands of new loops start at `START_RATE`),
+then sleeps the tracker's own delay: the normal interval while healthy, the faster recovery interval while
+unhealthy, both jittered so many routes do not probe in lock-step. A probe that times out is a failure.
+Loops follow reloads: `sync` starts loops for new questions and stops those no table asks any more.
 """
 
 from __future__ import annotations
@@ -52,7 +52,17 @@ ProbeGate = Callable[[HealthKey, HealthTracker], Awaitable[bool]]
 """gate(key, tracker): whether this process runs this probe now (shared state: one prober per question)."""
 
 
-async def _loop(key: HealthKey, tracker: HealthTracker, gate: ProbeGate | None = None) -> None:
+START_RATE = 10_000
+"""New probe loops start at most this many a second: a 10,000-model table's first probes come in a second
+instead of all in one turn of the event loop, before the server even listens (a table of a few hundred
+starts them within milliseconds, as before)."""
+
+
+async def _loop(
+    key: HealthKey, tracker: HealthTracker, gate: ProbeGate | None = None, delay: float = 0.0
+) -> None:
+    if delay:
+        await asyncio.sleep(delay)
     while True:
         if gate is None or await gate(key, tracker):
             await probe_once(key, tracker)
@@ -73,13 +83,15 @@ class Prober:
             if ident not in wanted:
                 task.cancel()
                 del self._tasks[ident]
+        started = 0
         for ident, (key, tracker) in wanted.items():
             if ident not in self._tasks:
                 task = asyncio.get_running_loop().create_task(
-                    _loop(key, tracker, self.gate),
+                    _loop(key, tracker, self.gate, started / START_RATE),
                     name=f"probe:{key.upstream.name}:{key.model or key.endpoint}",
                 )
                 self._tasks[ident] = (task, key, tracker)
+                started += 1
 
     async def stop(self) -> None:
         """Stop every loop (shutdown)."""

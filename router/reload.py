@@ -33,6 +33,7 @@ from typing import Protocol, TypeVar
 import watchfiles
 
 from router.config import MAX_TABLE_BYTES, ConfigError, RouterConfig, load_config_bytes, read_table
+from router.config.common import collector_paused
 from router.config.diff import diff_configs
 
 log = logging.getLogger("router.reload")
@@ -114,6 +115,12 @@ class Reloader:
         sha = hashlib.sha256(raw).hexdigest()
         if served is not None and sha == served.sha256:
             return ReloadResult(ok=True, changed=False, sha256=sha)
+        # One pause of the collector over validating, building and swapping in: it then looks at the new
+        # table's objects once, instead of after each step (a third of a 10,000-route reload).
+        with collector_paused():
+            return await self._install(raw, sha, served)
+
+    async def _install(self, raw: bytes, sha: str, served: RouterConfig | None) -> ReloadResult:
         try:
             config, changes = await asyncio.to_thread(self._check, raw, served)
         except ConfigError as error:

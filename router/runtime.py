@@ -35,6 +35,7 @@ from router.api.status import status_handlers
 from router.api.usage import usage_handlers
 from router.app import create_app, front_doors
 from router.config import RouterConfig
+from router.config.common import collector_paused
 from router.config.models import LoggingSettings
 from router.observability import ObservedEventBus, Observer, Observers, RouterMetrics, StructuredLog
 from router.observability.series import OpsSeries
@@ -181,6 +182,10 @@ class Runtime:
 
     def prepare(self, config: RouterConfig) -> Prepared:
         """Build everything `config` needs without changing anything that serves (safe in a thread)."""
+        with collector_paused():  # a table's objects come in one burst and stay: nothing to collect
+            return self._prepare(config)
+
+    def _prepare(self, config: RouterConfig) -> Prepared:
         _check_log_file(config.logging, self.logs.settings)  # a log file that cannot be opened refuses it
         if config.state != self.initial_config.state:
             log.warning("state: a changed `state:` block takes effect at the next restart, not on reload")
@@ -237,7 +242,6 @@ class Runtime:
             ("secrets", lambda: self.redactor.add(config_secrets(config) | state_secrets(config))),
             ("logging", lambda: self.logs.configure(config.logging)),
             ("sessions", lambda: self.sessions.configure(config.sessions)),
-            ("metrics", lambda: self.metrics.prepare(prepared.table)),
             ("probes", lambda: self.prober.sync(self.registry.health_checks())),
             ("shared state", self.state.table_changed),
             ("telemetry", lambda: self.telemetry.configure(config.telemetry)),

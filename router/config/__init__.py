@@ -15,6 +15,7 @@ import stat
 from collections.abc import Mapping
 
 from router.config.build import build_config
+from router.config.common import collector_paused
 from router.config.interpolate import interpolate
 from router.config.models import RouterConfig
 from router.config.problems import ConfigError, Problem
@@ -99,8 +100,9 @@ def _load(raw: bytes, source: str, env: Mapping[str, str] | None) -> RouterConfi
         raise ConfigError(
             [Problem(source, line, col, "the file is not valid UTF-8; save it as UTF-8")]
         ) from None
-    doc = parse_yaml(text, source)
-    doc = interpolate(doc, os.environ if env is None else env)
-    validate_schema(doc)
-    check_semantics(doc)
-    return build_config(doc, hashlib.sha256(raw).hexdigest())
+    with collector_paused():
+        doc = parse_yaml(text, source)
+        doc = interpolate(doc, os.environ if env is None else env)
+        validate_schema(doc)
+        check_semantics(doc)
+        return build_config(doc, hashlib.sha256(raw).hexdigest())

@@ -56,21 +56,23 @@ def expand(text: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
 def interpolate(doc: Document, env: Mapping[str, str]) -> Document:
     """Expand every string value of the document; raise ConfigError locating each bad reference."""
     problems: list[Problem] = []
-
-    def walk(value: Any, path: JsonPath) -> Any:
-        if isinstance(value, str):
-            if "$" not in value:
-                return value
-            expanded, errors = expand(value, env)
-            problems.extend(doc.problem(path, message) for message in errors)
-            return expanded
-        if isinstance(value, dict):
-            return {key: walk(item, (*path, key)) for key, item in value.items()}
-        if isinstance(value, list):
-            return [walk(item, (*path, index)) for index, item in enumerate(value)]
-        return value
-
-    data = walk(doc.data, ())
+    data = _walk(doc.data, (), env, doc, problems)
     if problems:
         raise ConfigError(problems)
     return doc.with_data(data)
+
+
+def _walk(value: Any, path: JsonPath, env: Mapping[str, str], doc: Document, problems: list[Problem]) -> Any:
+    # A function of the module, not a closure: a recursive closure is a reference cycle, and it kept the
+    # document (hundreds of thousands of positions for a large table) alive until the next collection.
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        expanded, errors = expand(value, env)
+        problems.extend(doc.problem(path, message) for message in errors)
+        return expanded
+    if isinstance(value, dict):
+        return {key: _walk(item, (*path, key), env, doc, problems) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_walk(item, (*path, index), env, doc, problems) for index, item in enumerate(value)]
+    return value

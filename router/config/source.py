@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,11 +20,17 @@ from router.config.problems import ConfigError, JsonPath, Problem, format_json_p
 Position = tuple[int, int]
 """1-based (line, column)."""
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Loader: TypeAlias = yaml.SafeLoader | yaml.CSafeLoader
+
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # Scalars we build with PyYAML's safe constructors. A timestamp-looking value stays its source text (the
 # config only wants JSON-like values, and a datetime would confuse the schema); other tags are refused.
 _CONSTRUCTED_TAGS = frozenset("tag:yaml.org,2002:" + name for name in ("null", "bool", "int", "float", "str"))
 _NULL_TAG = "tag:yaml.org,2002:null"
+_STR_TAG = "tag:yaml.org,2002:str"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _COLLECTION_TAGS = frozenset(("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"))
 
@@ -70,19 +76,29 @@ class Document:
         return dataclasses.replace(self, data=data)
 
 
+_FAST_LOADER: type[Loader] | None = getattr(yaml, "CSafeLoader", None)
+"""libyaml's parser with PyYAML's safe constructors, when PyYAML was built with it: it composes the same
+nodes with the same marks, some ten times faster (a 10,000-route table took seconds in pure Python)."""
+
+
 def parse_yaml(text: str, file: str) -> Document:
-    """Parse one YAML document whose top level is a mapping; raise ConfigError with located problems."""
-    try:
-        # The reader checks the whole text for unprintable characters as soon as the loader is made.
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:
-        line, col = _offset_position(text, exc.position)
-        raise ConfigError([Problem(file, line, col, f"cannot read YAML: {exc.reason}")]) from None
-    try:
+    """Parse one YAML document whose top level is a mapping; raise ConfigError with located problems.
+
+    The text is composed with libyaml when it is there. Any text it refuses, or that PyYAML's reader would
+    refuse, is composed again by the pure-Python loader, whose messages are the ones users are told.
+    """
+    loader: Loader | None = None
+    root: yaml.Node | None = None
+    if _FAST_LOADER is not None and not yaml.reader.Reader.NON_PRINTABLE.search(text):
+        loader = _FAST_LOADER(text)
         try:
             root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            raise ConfigError([_syntax_problem(file, exc)]) from None
+        except yaml.YAMLError:
+            loader.dispose()
+            loader = None
+    if loader is None:
+        loader, root = _compose(text, file)
+    try:
         if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _NULL_TAG and not root.value):
             message = "the file is empty; a routing table needs version, upstreams and routes"
             raise ConfigError([Problem(file, 1, 1, message)])
@@ -108,6 +124,21 @@ def parse_yaml(text: str, file: str) -> Document:
     return Document(file=file, data=data, values=builder.values, keys=builder.keys)
 
 
+def _compose(text: str, file: str) -> tuple[Loader, yaml.Node | None]:
+    """The pure-Python loader and its node graph, or ConfigError locating why the text is not YAML."""
+    try:
+        # The reader checks the whole text for unprintable characters as soon as the loader is made.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line, col = _offset_position(text, exc.position)
+        raise ConfigError([Problem(file, line, col, f"cannot read YAML: {exc.reason}")]) from None
+    try:
+        return loader, loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        loader.dispose()
+        raise ConfigError([_syntax_problem(file, exc)]) from None
+
+
 class _TooManyAliases(Exception):
     """Aliases expanded past MAX_ALIAS_EXPANSION nodes; `node` is where the budget ran out."""
 
@@ -122,11 +153,16 @@ class _Builder:
     Every node built a second time (reached through an alias) counts against MAX_ALIAS_EXPANSION.
     """
 
-    def __init__(self, loader: yaml.SafeLoader, file: str) -> None:
+    def __init__(self, loader: Loader, file: str) -> None:
         self.loader = loader
         self.file = file
         self.values: dict[JsonPath, Position] = {}
         self.keys: dict[JsonPath, Position] = {}
+        # Every path given a position, in order, and where the outermost build of each mapping being built
+        # began in it: a mapping's positions are all recorded after that, so forgetting the ones under a
+        # key looks at that mapping's own records, not at the whole file's (quadratic in the file).
+        self._recorded: list[JsonPath] = []
+        self._began: dict[JsonPath, int] = {}
         self.problems: list[Problem] = []
         self._active: set[int] = set()  # nodes being built right now: an alias back to one is a cycle
         self._seen: set[int] = set()
@@ -137,36 +173,46 @@ class _Builder:
         self.problems.append(Problem(self.file, line, col, message, format_json_path(path)))
 
     def build(self, node: yaml.Node, path: JsonPath) -> Any:
-        if id(node) in self._active:
-            self.report(
-                node,
-                path,
-                "an alias refers to a mapping or list that contains it; YAML cycles are not allowed",
-            )
-            return None
-        if id(node) in self._seen:
+        ident = id(node)
+        if ident in self._seen:
+            if ident in self._active:
+                self.report(
+                    node,
+                    path,
+                    "an alias refers to a mapping or list that contains it; YAML cycles are not allowed",
+                )
+                return None
             self._expanded += 1
             if self._expanded > MAX_ALIAS_EXPANSION:
                 raise _TooManyAliases(node)
         else:
-            self._seen.add(id(node))
-        self._active.add(id(node))
+            self._seen.add(ident)
+        if type(node) is yaml.ScalarNode:  # most nodes; a scalar contains nothing, so no cycle to watch
+            value: Any = self._scalar(node, path)
+            mark = node.start_mark
+            self.values[path] = (mark.line + 1, mark.column + 1)
+            self._recorded.append(path)
+            return value
+        self._active.add(ident)
         try:
             if isinstance(node, yaml.CollectionNode) and node.tag not in _COLLECTION_TAGS:
                 self.report(node, path, f"unsupported YAML tag {node.tag}; write a plain mapping or list")
             if isinstance(node, yaml.MappingNode):
-                value: Any = self._mapping(node, path)
+                value = self._mapping(node, path)
             elif isinstance(node, yaml.SequenceNode):
                 value = [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
             else:
                 value = self._scalar(node, path)
         finally:
-            self._active.discard(id(node))
+            self._active.discard(ident)
         # Recorded last: merged-in mappings are built at the same path and must not keep their position.
         self.values[path] = _mark(node.start_mark)
+        self._recorded.append(path)
         return value
 
     def _scalar(self, node: yaml.Node, path: JsonPath) -> Any:
+        if node.tag == _STR_TAG:  # most values: what the safe constructor returns for them, without it
+            return node.value
         if node.tag == _TIMESTAMP_TAG:
             return str(node.value)
         if node.tag not in _CONSTRUCTED_TAGS:
@@ -180,6 +226,16 @@ class _Builder:
             return None
 
     def _mapping(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
+        outermost = path not in self._began  # a merged-in mapping is built at the path it is merged into
+        if outermost:
+            self._began[path] = len(self._recorded)
+        try:
+            return self._entries(node, path)
+        finally:
+            if outermost:
+                del self._began[path]
+
+    def _entries(self, node: yaml.MappingNode, path: JsonPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
         merges: list[yaml.Node] = []
         first_seen: dict[str, yaml.Node] = {}
@@ -211,8 +267,9 @@ class _Builder:
         for key, key_node, value_node in explicit:
             child = (*path, key)
             if key in result:
-                self._forget(child)
+                self._forget(child, since=self._began[path])
             self.keys[child] = _mark(key_node.start_mark)
+            self._recorded.append(child)
             result[key] = self.build(value_node, child)
         return result
 
@@ -227,12 +284,14 @@ class _Builder:
                     self.report(item, path, "'<<' merges only mappings, e.g. <<: *defaults")
         return sources
 
-    def _forget(self, prefix: JsonPath) -> None:
-        """Drop positions under a merged-in value that an explicit key replaces."""
+    def _forget(self, prefix: JsonPath, since: int) -> None:
+        """Drop positions under a merged-in value that an explicit key replaces (all recorded since the
+        build of the mapping holding it began)."""
         size = len(prefix)
-        for table in (self.values, self.keys):
-            for stale in [p for p in table if p[:size] == prefix]:
-                del table[stale]
+        for stale in self._recorded[since:]:
+            if stale[:size] == prefix:
+                self.values.pop(stale, None)
+                self.keys.pop(stale, None)
 
 
 def _syntax_problem(file: str, exc: yaml.MarkedYAMLError) -> Problem:

@@ -475,6 +475,7 @@ class SharedProbe:
         self.wire = wire
         self._results: dict[str, tuple[float, Any, BaseException | None]] = {}
         self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._names: tuple[Any, frozenset[str]] = (None, frozenset())
 
     async def get(self, url: str, want_json: bool, max_age: float) -> Any:
         """The body of GET `url` (None unless `want_json`), fetched now or shared."""
@@ -482,13 +483,24 @@ class SharedProbe:
         cached = self._results.get(url)
         if cached is not None and loop.time() - cached[0] <= max_age:
             if cached[2] is not None:
-                raise cached[2]
+                # Raised again for every question it answers: without its old traceback, which would
+                # otherwise grow by every raise (thousands of models, thousands of frames kept).
+                raise cached[2].with_traceback(None)
             return cached[1]
         pending = self._pending.get(url)
         if pending is None:
             pending = loop.create_task(self._fetch(url, want_json))
             self._pending[url] = pending
         return await asyncio.shield(pending)
+
+    def names(self, listing: Any, read: Callable[[Any], frozenset[str]]) -> frozenset[str]:
+        """The model names `read` finds in a fetched listing, read once per listing: thousands of models
+        checked against one listing then cost a set lookup each, not a scan of the listing each."""
+        known, names = self._names
+        if known is not listing:
+            names = read(listing)
+            self._names = (listing, names)
+        return names
 
     async def _fetch(self, url: str, want_json: bool) -> Any:
         loop = asyncio.get_running_loop()

@@ -134,20 +134,25 @@ class OllamaAdapter(HttpAdapter):
         url = f"{self.root}{endpoint}" if endpoint else self.tags_url
         async with asyncio.timeout(timeout):
             tags = await self.probes.get(url, not endpoint, max_age)
-        if model is not None and not endpoint and not _lists_model(tags, model):
+        if model is not None and not endpoint and not _lists_model(self.probes.names(tags, _names), model):
             raise UpstreamStatus(
                 f"model {model!r} is not pulled on ollama at {self.root}; run `ollama pull {model}`",
                 status=404,
             )
 
 
-def _lists_model(tags: Any, model: str) -> bool:
+def _lists_model(names: frozenset[str], model: str) -> bool:
     """Whether `/api/tags` lists the model (a name without a tag means `:latest`, as in Ollama)."""
-    wanted = {model, f"{model}:latest"} if ":" not in model else {model}
+    return model in names or (":" not in model and f"{model}:latest" in names)
+
+
+def _names(tags: Any) -> frozenset[str]:
+    """Every `name` and `model` `/api/tags` lists."""
     models = tags.get("models") if isinstance(tags, dict) else None
     if not isinstance(models, list):
         raise BadUpstreamResponse("ollama's /api/tags answered without a `models` list")
-    return any(isinstance(m, dict) and (m.get("name") in wanted or m.get("model") in wanted) for m in models)
+    found = (m.get(key) for m in models if isinstance(m, dict) for key in ("name", "model"))
+    return frozenset(name for name in found if isinstance(name, str))
 
 
 class OllamaStream(LineStream):

@@ -219,15 +219,16 @@ class OpenAIAdapter(HttpAdapter):
         url = urljoin(self.base_url + "/", endpoint) if endpoint else self.models_url
         async with asyncio.timeout(timeout):
             listing = await self.probes.get(url, not endpoint, max_age)
-        if model is not None and not endpoint and not _lists_model(listing, model):
+        if model is not None and not endpoint and model not in self.probes.names(listing, _model_ids):
             raise UpstreamStatus(f"upstream at {self.base_url} does not serve model {model!r}", status=404)
 
 
-def _lists_model(listing: Any, model: str) -> bool:
+def _model_ids(listing: Any) -> frozenset[str]:
+    """Every model `id` a `/models` listing names."""
     data = listing.get("data") if isinstance(listing, dict) else None
     if not isinstance(data, list):
         raise BadUpstreamResponse("the upstream's /models answered without a `data` list")
-    return any(isinstance(m, dict) and m.get("id") == model for m in data)
+    return frozenset(m["id"] for m in data if isinstance(m, dict) and isinstance(m.get("id"), str))
 
 
 class OpenAIStream(LineStream):

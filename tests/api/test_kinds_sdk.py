@@ -437,4 +437,7 @@ def test_the_new_doors_are_in_the_openapi_document(router: RunningRouter) -> Non
     )
     embed_route = paths["/embed/nomic"]["post"]
     assert embed_route["summary"] == "Embeddings from nomic-embed-text"
-    assert "input" in embed_route["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    # a route's body refers to its kind's one request schema in `components`
+    ref = embed_route["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][ref.removeprefix("#/components/schemas/")]
+    assert "input" in schema["properties"] and "messages" not in schema["properties"]

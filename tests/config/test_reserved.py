@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from router.app import TABLE_PATH
 from router.config import ConfigError, RouterConfig, load_config, load_config_text
 from router.config.reserved import reserved_owner
 from router.runtime import Runtime
@@ -26,10 +27,18 @@ def one_route(path: str, name: str = "r") -> str:
 
 def build_app(config: RouterConfig) -> list[str]:
     """Provision the app exactly as serving would (without serving it), and its OpenAPI document (made
-    on first request, so a problem there would only show as a 500 on /schema); the paths it registers."""
+    on first request, so a problem there would only show as a 500 on /schema); the paths it registers
+    itself, then the table's paths that Litestar's routing hands to the table's one handler."""
     prepared = Runtime(config).prepare(config)
-    assert prepared.app.openapi_schema.paths
-    return [route.path for route in prepared.app.routes]
+    app = prepared.app
+    assert app.openapi_schema.paths
+    own = [route.path for route in app.routes if route.path != TABLE_PATH]
+    served = [
+        route.path
+        for route in config.routes
+        if app.asgi_router.handle_routing(route.path, "POST")[1].name == "table-routes"
+    ]
+    return own + served
 
 
 def test_every_path_the_app_serves_itself_is_reserved() -> None:

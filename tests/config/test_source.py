@@ -204,3 +204,35 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
 def test_unreadable_file_raises_os_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
+
+
+SAME_EITHER_WAY = [
+    'version: 1\nname: café\nroutes:\n  - {path: /a, model: "é中", timeout: 5}\n',
+    "routes:\n  - &base {path: /a, model: m, health_check: {interval: 5, timeout: 2}}\n"
+    "  - <<: *base\n    path: /b\n    health_check: {interval: 9}\n",
+    "d: &d {x: {p: 1, q: 2}, y: 1}\ne: &e {x: {r: 1}, z: 2}\nm:\n  <<: [*d, *e]\n  x: {s: 1}\n",
+    "t: &t {a: {b: {c: 1}}}\ns: &s\n  <<: *t\n  a: {z: 1}\nm:\n  <<: [*s, *t]\n  a: {y: 2}\n",
+    "a: 2024-01-02\nb: 1.5\nc: ~\nd: !!int 7\ne: [1, {f: yes}]\n",
+]
+
+
+@pytest.mark.parametrize("text", SAME_EITHER_WAY)
+def test_libyaml_and_pure_python_give_the_same_data_and_positions(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import router.config.source as source
+
+    assert source._FAST_LOADER is not None  # PyYAML with libyaml, as installed
+    fast = parse_yaml(text, "t.yaml")
+    monkeypatch.setattr(source, "_FAST_LOADER", None)
+    slow = parse_yaml(text, "t.yaml")
+    assert (fast.data, dict(fast.values), dict(fast.keys)) == (slow.data, dict(slow.values), dict(slow.keys))
+
+
+def test_an_override_of_a_merged_key_forgets_only_that_key_s_positions() -> None:
+    text = "d: &d {h: {i: 1, t: 2}, m: 3}\nr:\n  <<: *d\n  h: {i: 4}\n"
+    doc = parse_yaml(text, "t.yaml")
+    assert doc.data["r"] == {"h": {"i": 4}, "m": 3}
+    assert doc.locate(("r", "h", "i")) == (4, 10)  # the explicit value, not the merged one
+    assert doc.locate(("r", "h", "t")) == (4, 6)  # gone with the merged mapping: its nearest ancestor
+    assert doc.locate(("r", "m")) == (1, 28)  # merged, kept
