@@ -1,0 +1,225 @@
+"""The request path's cheap observers write exactly what the general machinery wrote before them.
+
+`RouterMetrics` counts request figures in plain Python and exports them at scrape time; the JSON request
+line skips structlog's chain. Both must stay byte-for-byte what prometheus_client's own counters and
+histograms, and the structlog chain, produce from the same records: dashboards, alerts and log pipelines
+read them. These tests feed varied records to both and compare the outputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+import router.observability.logs as logs
+from router.config.models import LoggingSettings
+from router.observability import RequestRecord, RouterMetrics, StructuredLog
+from router.observability.metrics import (
+    DURATION_BUCKETS,
+    OVERHEAD_BUCKETS,
+    TPOT_BUCKETS,
+    TTFT_BUCKETS,
+)
+
+ROUTES = ["/a", "/b", "/c", "-"]
+
+
+def records(count: int, seed: int) -> list[RequestRecord]:
+    """Records covering every branch: streams or not, tokens counted or estimated or absent, retries,
+    cancellations, errors, long names, no answer at all."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(count):
+        r = RequestRecord(f"req-{i}")
+        r.route = rnd.choice(ROUTES)
+        r.model = rnd.choice(["m", "-", "é" * 10, "x" * 300])
+        r.upstream = rnd.choice(["u1", "u2", "-"])
+        r.principal = rnd.choice([None, "k1", "k2", "k" * 250])
+        r.dialect = rnd.choice(["openai_chat", "ollama_api"])
+        r.stream = rnd.random() < 0.5
+        r.started = 100.0
+        r.ended_at = 100.0 + rnd.choice([0.0, 0.001, 0.0123, 0.5, 3.0, 400.0, rnd.random() * 10])
+        if rnd.random() < 0.7:
+            r.served_at = 100.0 + rnd.random() * 0.01
+            r.upstream_wait = rnd.random() * 0.005
+        if r.stream and rnd.random() < 0.8:
+            r.first_token_at = 100.0 + rnd.random() * 2
+        r.status = rnd.choice([200, 200, 429, 499, 500, 502])
+        r.outcome = rnd.choice(["ok", "ok", "client_cancelled", "timeout", "upstream_error"])
+        r.retries = rnd.choice([0, 0, 1, 2])
+        r.prompt_tokens = rnd.choice([None, 0, 9, 123])
+        r.completion_tokens = rnd.choice([None, 0, 1, 7, 50])
+        r.prompt_estimated = rnd.random() < 0.2
+        r.completion_estimated = rnd.random() < 0.2
+        r.trace_id = rnd.choice([None, "0af7651916cd43dd8448eb211c80319c"])
+        r.error = rnd.choice([None, None, "upstream said sekrit-123", "e" * 3000])
+        out.append(r)
+    return out
+
+
+class ReferenceMetrics:
+    """The request figures as prometheus_client's own counters and histograms keep them."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=False)
+        route = ["route"]
+        self.requests = Counter(
+            "router_requests",
+            "Chat requests by route, status and outcome.",
+            ["route", "status", "outcome"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "router_request_duration_seconds",
+            "Seconds from a chat request's arrival to the end of its answer.",
+            route,
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "router_time_to_first_token_seconds",
+            "Seconds from a streamed chat request's arrival to its first token.",
+            route,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.prompt = Counter(
+            "router_prompt_tokens",
+            "Prompt tokens (in) by route, estimates included (router_tokens_total has the detail).",
+            route,
+            registry=r,
+        )
+        self.completion = Counter(
+            "router_completion_tokens",
+            "Completion tokens (out) by route, estimates included (router_tokens_total has the detail).",
+            route,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "router_tokens",
+            "Tokens by route, upstream, client key, client dialect, type (prompt or completion) and whether "
+            "the figure is the router's estimate (the upstream reported none).",
+            ["route", "upstream", "key", "dialect", "type", "estimated"],
+            registry=r,
+        )
+        self.retries = Counter("router_retries", "Retries of upstream attempts.", route, registry=r)
+        self.cancellations = Counter(
+            "router_client_cancellations", "Requests the client abandoned before the end.", route, registry=r
+        )
+        self.tpot = Histogram(
+            "router_time_per_output_token_seconds",
+            "Seconds per output token after the first, in complete streams whose upstream counted tokens:"
+            " (end - first token) / (completion tokens - 1).",
+            route,
+            buckets=TPOT_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "router_overhead_seconds",
+            "Seconds the router itself added to a request that got an answer: its time minus the waits on"
+            " upstreams (slot, retry backoff, attempts); to the end of a whole answer, to a stream's first"
+            " byte.",
+            route,
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.per_route = (
+            self.duration,
+            self.ttft,
+            self.prompt,
+            self.completion,
+            self.retries,
+            self.cancellations,
+            self.tpot,
+            self.overhead,
+        )
+
+    def route(self, path: str) -> None:
+        for metric in self.per_route:
+            metric.labels(path)
+
+    def finished(self, record: RequestRecord) -> None:
+        route = record.route
+        self.route(route)
+        self.requests.labels(route, str(record.status), record.outcome).inc()
+        self.duration.labels(route).observe(record.duration)
+        if record.ttft is not None:
+            self.ttft.labels(route).observe(record.ttft)
+        if record.prompt_tokens or record.completion_tokens:
+            labels = (route, record.upstream, record.principal or "-", record.dialect)
+            prompt = self.tokens.labels(*labels, "prompt", str(record.prompt_estimated).lower())
+            completion = self.tokens.labels(*labels, "completion", str(record.completion_estimated).lower())
+            if record.prompt_tokens:
+                prompt.inc(record.prompt_tokens)
+                self.prompt.labels(route).inc(record.prompt_tokens)
+            if record.completion_tokens:
+                completion.inc(record.completion_tokens)
+                self.completion.labels(route).inc(record.completion_tokens)
+        if record.retries:
+            self.retries.labels(route).inc(record.retries)
+        if record.outcome == "client_cancelled":
+            self.cancellations.labels(route).inc()
+        if record.overhead is not None:
+            self.overhead.labels(route).observe(record.overhead)
+        if record.time_per_output_token is not None:
+            self.tpot.labels(route).observe(record.time_per_output_token)
+
+
+class _Table:
+    routes = [type("R", (), {"path": "/a"})(), type("R", (), {"path": "/b"})()]
+
+
+def request_families(text: str) -> str:
+    """The exposition without the reload and live-state families (not request figures)."""
+    return "".join(
+        block for block in re.split(r"(?m)^(?=# HELP )", text) if block and "router_config" not in block
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_metrics_exposition_is_what_prometheus_client_writes(seed: int) -> None:
+    metrics = RouterMetrics(lambda: None)
+    reference = ReferenceMetrics()
+    metrics.prepare(_Table())  # type: ignore[arg-type]
+    for route in _Table.routes:
+        reference.route(route.path)
+    for record in records(2000, seed):
+        metrics.request_finished(record)
+        reference.finished(record)
+    ours = request_families(metrics.render().decode())
+    theirs = generate_latest(reference.registry).decode()
+    assert "router_tokens_total{" in ours and "router_overhead_seconds_bucket{" in ours
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("level", ["info", "warning"])
+def test_json_request_line_is_what_the_structlog_chain_writes(
+    tmp_path: Path, level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "_now", lambda: "2026-11-30T00:00:00.000Z")
+    redact = lambda text: text.replace("sekrit-123", "***")  # noqa: E731
+
+    def write(path: Path, fast: bool) -> list[str]:
+        log = StructuredLog(LoggingSettings(level=level, format="json", file=str(path)), redact)
+        if not fast:
+            log._json_sink = None  # the structlog chain, as every line went before
+
+        async def feed() -> None:
+            for i, record in enumerate(records(600, 5)):
+                log.request_finished(record)
+                if i % 7 == 0:
+                    await asyncio.sleep(0)  # lines batched in one write per loop turn, and not
+
+        asyncio.run(feed())
+        log.close()
+        return path.read_text().splitlines()
+
+    fast, chain = write(tmp_path / "fast.log", True), write(tmp_path / "chain.log", False)
+    assert len(fast) > 100
+    assert fast == chain
+    assert any('"error":"upstream said ***"' in line for line in fast)
