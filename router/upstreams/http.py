@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import msgspec
+from aiohttp import hdrs
 from yarl import URL
 
 from router.config.models import UpstreamConfig
@@ -138,6 +139,22 @@ class deadline:
         )
 
 
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request with the router's automatic headers decided once, not on every request.
+
+    Model servers on a private network gain nothing from compression and cost CPU to decompress, and a
+    user agent tells them nothing: the router sends neither `Accept-Encoding` nor `User-Agent`, and
+    `Accept: */*` unless the request has its own. aiohttp's `skip_auto_headers` says the same, but pays
+    for it on every request (two header dicts built and merged), which profiles showed.
+    """
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        """Add `Accept: */*` when missing; nothing else."""
+        headers = self.headers
+        if hdrs.ACCEPT not in headers:
+            headers[hdrs.ACCEPT] = "*/*"
+
+
 def new_session(config: UpstreamConfig, limit: int | None = None) -> aiohttp.ClientSession:
     """One pooled client per upstream, sized by the upstream's `max_connections` (or `limit`)."""
     connector = _Pool(limit=limit or config.max_connections, limit_per_host=0, ttl_dns_cache=300)
@@ -147,9 +164,9 @@ def new_session(config: UpstreamConfig, limit: int | None = None) -> aiohttp.Cli
     return aiohttp.ClientSession(
         connector=connector,
         headers=headers,
-        # Model servers on a private network gain nothing from compression and cost CPU to decompress;
-        # a cookie jar has nothing to do between a gateway and its upstreams.
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        # No Accept-Encoding nor User-Agent (`_Request`); a cookie jar has nothing to do between a gateway
+        # and its upstreams.
+        request_class=_Request,
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None),
     )
