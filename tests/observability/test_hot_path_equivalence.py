@@ -223,3 +223,54 @@ def test_json_request_line_is_what_the_structlog_chain_writes(
     assert len(fast) > 100
     assert fast == chain
     assert any('"error":"upstream said ***"' in line for line in fast)
+
+
+def test_observers_fan_out_flat_to_every_observer_that_acts() -> None:
+    from router.observability import Observer, Observers
+
+    calls: list[tuple[str, str]] = []
+
+    class Acting(Observer):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def request_finished(self, record: RequestRecord) -> None:
+            calls.append((self.name, record.request_id))
+
+        def reloaded(self, ok: bool, sha256: str, trigger: str) -> None:
+            calls.append((self.name, "reload"))
+
+    class Passive(Observer):
+        def reloaded(self, ok: bool, sha256: str, trigger: str) -> None:
+            calls.append(("passive", "reload"))
+
+    fan = Observers([Observers([Acting("a"), Passive(), Acting("b")]), Acting("c")])
+    fan.request_finished(RequestRecord("r1"))
+    fan.reloaded(True, "x", "t")
+    assert calls == [
+        ("a", "r1"),
+        ("b", "r1"),
+        ("c", "r1"),
+        ("a", "reload"),
+        ("passive", "reload"),
+        ("b", "reload"),
+        ("c", "reload"),
+    ]
+
+
+def test_usage_counts_each_utc_day_apart_across_midnight() -> None:
+    from router.state.usage import DAY, MemoryUsage
+
+    now = [10 * DAY - 1.0]  # one second before a UTC midnight
+    usage = MemoryUsage(clock=lambda: now[0])
+    usage.add("k", "/a", 1, 2, 0)
+    now[0] += 2.0  # the next day
+    usage.add("k", "/a", 10, 20, 0)
+    usage.add("k", "/a", 100, 200, 0)
+    now[0] -= 2.0  # a clock stepped back: the day before again
+    usage.add("k", "/a", 1000, 2000, 0)
+    days = sorted(usage.days)
+    assert len(days) == 2
+    first, second = (usage.days[day][("k", "/a")] for day in days)
+    assert (first.requests, first.prompt_tokens, first.completion_tokens) == (2, 1001, 2002)
+    assert (second.requests, second.prompt_tokens, second.completion_tokens) == (2, 110, 220)
