@@ -274,3 +274,29 @@ def test_usage_counts_each_utc_day_apart_across_midnight() -> None:
     first, second = (usage.days[day][("k", "/a")] for day in days)
     assert (first.requests, first.prompt_tokens, first.completion_tokens) == (2, 1001, 2002)
     assert (second.requests, second.prompt_tokens, second.completion_tokens) == (2, 110, 220)
+
+
+def test_request_lines_are_batched_briefly_and_bounded(tmp_path: Path) -> None:
+    """Lines wait at most FLUSH_AFTER seconds, or until FLUSH_BYTES wait, and a close writes the rest."""
+    path = tmp_path / "sink.log"
+    sink = logs.Sink(str(path))
+
+    def written() -> list[str]:
+        return path.read_text().splitlines()
+
+    async def scenario() -> None:
+        sink.msg(b'{"n":1}')
+        sink.msg(b'{"n":2}')
+        assert written() == []  # waiting for company
+        await asyncio.sleep(logs.FLUSH_AFTER * 4)
+        assert written() == ['{"n":1}', '{"n":2}']  # one write, soon after
+        big = b'{"pad":"' + b"x" * (logs.FLUSH_BYTES // 4) + b'"}'
+        for _ in range(5):  # past FLUSH_BYTES: written at once, without waiting for the timer
+            sink.msg(big)
+            assert sink._size <= logs.FLUSH_BYTES  # what waits stays bounded
+        assert len(written()) == 2 + 4  # the fourth went past the bound: those four are out
+        sink.msg(b'{"n":3}')
+
+    asyncio.run(scenario())
+    sink.close()  # what still waited is written at a clean stop
+    assert written()[-1] == '{"n":3}' and len(written()) == 8
