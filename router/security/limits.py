@@ -170,17 +170,17 @@ class HeadWithBody(asyncio.Transport):
     __slots__ = ("_first", "_held", "_loop", "transport")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__()
+        # no BaseTransport.__init__: its `extra` dict is never read here (`get_extra_info` is the real one's)
         self.transport = transport
         self._loop = loop
-        self._held: bytes | None = None
+        self._held: bytes | bytearray | memoryview | None = None
         self._first = True
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """The first write (the head) is held until the next one or the end of the loop's turn."""
         if self._first:
             self._first = False
-            self._held = bytes(data)
+            self._held = data  # uvicorn's head: bytes it made for this write, never changed after
             self._loop.call_soon(self.release)
             return
         held = self._held
