@@ -238,7 +238,7 @@ class WholeAnswer:
     Logging and metrics then happen after the answer left, not on the client's clock: at one client that
     is a visible part of the latency the router adds. A bare ASGI app with its head built at once
     (`whole_answer_head`): the same status and headers Litestar's `ASGIResponse` sends, without its
-    header container, which cost more than the rest of the answer's own work.
+    header container, which was about a quarter of the router's own work on a whole answer.
     """
 
     __slots__ = ("body", "exchange", "headers")

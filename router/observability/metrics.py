@@ -7,7 +7,7 @@ adds no series. The request figures are counted in plain Python (integers and bu
 per (route, status, outcome) and per token label set) and exported by `RequestCollector` when Prometheus
 scrapes, with the same names, labels and values prometheus_client's own counters and histograms gave:
 a finished request costs a few dictionary hits and integer additions, where a dozen lock-protected
-prometheus_client updates cost about a tenth of the router's own work on a request. Everything happens
+prometheus_client updates cost close to a tenth of the router's own work on a request. Everything happens
 on the event loop (requests and scrapes alike), so no lock is needed.
 
 Live state (in flight, queued, health, breakers) is not tracked incrementally: `LiveStateCollector`
