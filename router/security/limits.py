@@ -165,6 +165,10 @@ class HeadWithBody(asyncio.Transport):
     its first event) is written at the end of that turn, so nothing waits longer than before but for the
     rest of the turn; a close writes what is held first. Only the response's own writes pass through
     here: the protocol's own answers (400, 408, 431) release the held head first (`release`).
+
+    It relies on uvicorn's `RequestResponseCycle` writing through its `transport` attribute (write,
+    close, is_closing), which `on_headers_complete` replaces for each new cycle;
+    tests/security/test_head_with_body.py fails if a uvicorn upgrade changes that.
     """
 
     __slots__ = ("_first", "_held", "_loop", "transport")

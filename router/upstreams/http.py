@@ -145,7 +145,10 @@ class _Request(aiohttp.ClientRequest):
     Model servers on a private network gain nothing from compression and cost CPU to decompress, and a
     user agent tells them nothing: the router sends neither `Accept-Encoding` nor `User-Agent`, and
     `Accept: */*` unless the request has its own. aiohttp's `skip_auto_headers` says the same, but pays
-    for it on every request (two header dicts built and merged), which profiles showed.
+    for it on every request (two header dicts built and merged), which profiles showed. It relies on
+    aiohttp calling `update_auto_headers` while building each request (`request_class`);
+    tests/upstreams/test_wire.py pins the bytes an upstream receives, so an aiohttp upgrade that changes
+    that shows there.
     """
 
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
