@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from litestar.response.base import ASGIResponse
+from litestar.types import ASGIApp
 
-from router.api.exchange import Exchange, Sessions, Turn, TurnSavingStream
+from router.api.exchange import Exchange, Sessions, Turn, TurnSavingStream, whole_answer_head
 from router.api.middleware import request_id_of
 from router.dialects.base import ClientDialect, Door, Inbound, Resolve
 from router.dispatch import Attempt, dispatch
@@ -61,7 +61,7 @@ class Incoming(Protocol):
     async def body(self) -> bytes: ...
 
 
-async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> ASGIResponse:
+async def handle_chat(request: Incoming, services: ChatServices, door: Door) -> ASGIApp:
     """The whole life of a chat request up to its response; its exchange is ended on every path.
 
     Errors are raised (as they are): the caller writes them in `door.dialect.errors`' shape.
@@ -181,7 +181,7 @@ def _wrong_kind(route: Route, kind: str) -> InvalidRequest:
 
 async def answer(
     route: Route, inbound: Inbound, dialect: ClientDialect, exchange: Exchange, services: ChatServices
-) -> ASGIResponse:
+) -> ASGIApp:
     """The response for `inbound` on `route` (or on one of its fallbacks the caller may use), in `dialect`."""
     request, body = inbound.request, inbound.body
     record = exchange.record
@@ -237,20 +237,26 @@ async def answer(
     return WholeAnswer(answered, headers, exchange)
 
 
-class WholeAnswer(ASGIResponse):
+class WholeAnswer:
     """A complete answer whose exchange ends once the client has it.
 
     Logging and metrics then happen after the answer left, not on the client's clock: at one client that
-    is a visible part of the latency the router adds.
+    is a visible part of the latency the router adds. A bare ASGI app with its head built at once
+    (`whole_answer_head`): the same status and headers Litestar's `ASGIResponse` sends, without its
+    header container, which was about a quarter of the router's own work on a whole answer.
     """
 
+    __slots__ = ("body", "exchange", "headers")
+
     def __init__(self, body: bytes, headers: dict[str, str], exchange: Exchange) -> None:
-        super().__init__(body=body, media_type="application/json", headers=headers)
+        self.body = body
+        self.headers = whole_answer_head(headers, len(body))
         self.exchange = exchange
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            await send({"type": "http.response.body", "body": self.body, "more_body": False})
         finally:
             self.exchange.end(None)
 

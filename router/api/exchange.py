@@ -38,6 +38,23 @@ if TYPE_CHECKING:
     from router.observability.tracing import RequestTrace
 
 OVERHEAD_HEADER = "X-Router-Overhead-Ms"
+# The names of the headers `Exchange.serve` returns, as they go on the wire (lower case, encoded once).
+_WIRE_NAMES = {name: name.lower().encode("latin-1") for name in ("X-Router-Route", "X-Router-Upstream")}
+_WIRE_NAMES[OVERHEAD_HEADER] = OVERHEAD_HEADER.lower().encode("latin-1")
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def whole_answer_head(headers: dict[str, str], length: int) -> list[tuple[bytes, bytes]]:
+    """The raw headers of a whole JSON answer of `length` bytes: `headers` (from `Exchange.serve`), then
+    its type and length, as Litestar's `ASGIResponse` would write them (names lower case, latin-1)."""
+    names = _WIRE_NAMES
+    raw = [
+        (names.get(name) or name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.items()
+    ]
+    raw.append(_JSON_TYPE)
+    raw.append((b"content-length", b"%d" % length))
+    return raw
 
 
 class Sessions(Protocol):

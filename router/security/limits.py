@@ -155,6 +155,68 @@ class ClientLimits:
             )
 
 
+class HeadWithBody(asyncio.Transport):
+    """The client connection as one response sees it: the response's head waits for its first body bytes.
+
+    uvicorn writes a response's status line and headers, then its body, in two writes: two system calls
+    and two TCP segments for every whole answer (the head is a few hundred bytes). Held here until the
+    next write, the head leaves with the body in one `writelines` (one system call with uvloop, nothing
+    copied). A head whose body does not follow in the same turn of the event loop (a stream waiting for
+    its first event) is written at the end of that turn, so nothing waits longer than before but for the
+    rest of the turn; a close writes what is held first. Only the response's own writes pass through
+    here: the protocol's own answers (400, 408, 431) release the held head first (`release`).
+
+    It relies on uvicorn's `RequestResponseCycle` writing through its `transport` attribute (write,
+    close, is_closing), which `on_headers_complete` replaces for each new cycle;
+    tests/security/test_head_with_body.py fails if a uvicorn upgrade changes that.
+    """
+
+    __slots__ = ("_first", "_held", "_loop", "transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        # no BaseTransport.__init__: its `extra` dict is never read here (`get_extra_info` is the real one's)
+        self.transport = transport
+        self._loop = loop
+        self._held: bytes | bytearray | memoryview | None = None
+        self._first = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """The first write (the head) is held until the next one or the end of the loop's turn."""
+        if self._first:
+            self._first = False
+            self._held = data  # uvicorn's head: bytes it made for this write, never changed after
+            self._loop.call_soon(self.release)
+            return
+        held = self._held
+        if held is None:
+            self.transport.write(data)
+        else:
+            self._held = None
+            self.transport.writelines((held, data))
+
+    def release(self) -> None:
+        """Write the held head now (if the connection is still open)."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self.transport.is_closing():
+                self.transport.write(held)
+
+    def close(self) -> None:
+        self.release()
+        self.transport.close()
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def abort(self) -> None:
+        self._held = None
+        self.transport.abort()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self.transport.get_extra_info(name, default)
+
+
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounds on a request's head size, on time, and on connections.
 
@@ -228,6 +290,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.limits.idle.pop(self, None)
         self._clock(self.limits.body_timeout)
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = HeadWithBody(self.transport, self.loop)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -262,7 +327,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._write_timer.cancel()
             self._write_timer = None
 
+    def _release_head(self) -> None:
+        """Write the head the current response holds, before the protocol writes anything of its own."""
+        cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, HeadWithBody):
+            cycle.transport.release()
+
     def send_400_response(self, msg: str) -> None:
+        self._release_head()
         if self._too_large:
             self._refuse()
         else:
@@ -277,6 +349,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self) -> None:
         self._too_large = True
         self.logger.warning("refused a request whose head is larger than %d bytes", self.max_header_bytes)
+        self._release_head()
         self.transport.write(_refusal())
         self.transport.close()
 
@@ -321,6 +394,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
         if answer is not None:
+            self._release_head()
             self.transport.write(answer)
         self.transport.close()
 

@@ -247,9 +247,18 @@ class MemoryUsage(UsageLedger):
         super().__init__(clock)
         self.days: dict[str, dict[tuple[str, str], Use]] = {}
         self.totals: dict[str, dict[str, list[int]]] = {}  # day -> key -> [requests, tokens]
+        # The day of the last call and the Unix times it spans: every request asks, and formatting the
+        # date each time showed in profiles. A clock that goes back falls outside the span and is looked up.
+        self._today = ""
+        self._today_from = self._today_until = 0.0
 
     def _day(self, now: float) -> str:
+        if self._today_from <= now < self._today_until:
+            return self._today
         day = utc_day(now)
+        self._today_from = now - now % DAY
+        self._today_until = self._today_from + DAY
+        self._today = day
         if day not in self.days:
             self.days[day] = {}
             self.totals[day] = {}
