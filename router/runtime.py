@@ -44,6 +44,8 @@ from router.probing import Prober
 from router.registry import Registry, RegistryPlan
 from router.reload import Reloader, ReloadResult
 from router.security import Access, Redactor, build_access, config_secrets
+from router.security.cors import FastCors
+from router.security.http import cors_config
 from router.sessions import SessionStore
 from router.state import build_state, register_state_metrics, state_secrets
 from router.state.sync import replica_finder
@@ -60,7 +62,7 @@ class Loaded:
     table: RouteTable
     app: Litestar
     loaded_at: float
-    fast: ChatFastPath | None = None  # chat requests without the framework; None when CORS is on
+    fast: ChatFastPath | None = None  # chat requests without the framework (CORS included)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,9 +218,9 @@ class Runtime:
         app = create_app(
             table, services, extra, redact=self.redactor, doors=doors, state_status=self.state.status
         )
-        fast = None
-        if not config.server.cors_allowed_origins:  # CORS headers are the app's job: let it see every request
-            fast = ChatFastPath(doors, services, config.server.max_body_bytes, self.redactor)
+        # CORS on the fast path: the same answers as the app's middleware, built once (router.security.cors)
+        cors = FastCors.of(cors_config(config.server.cors_allowed_origins))
+        fast = ChatFastPath(doors, services, config.server.max_body_bytes, self.redactor, cors)
         return Prepared(config=config, table=table, app=app, fast=fast, access=access, plan=plan)
 
     def _install(self, prepared: Prepared) -> Loaded:

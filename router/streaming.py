@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+from litestar.datastructures import MutableScopeHeaders
 from litestar.response.streaming import ASGIStreamingResponse
 
 from router.config.models import RoutePolicy
@@ -66,6 +67,7 @@ async def relay(
     stall, heartbeat = policy.stall_timeout, policy.heartbeat_interval
     keepalive, encode = encoder.heartbeat, encoder.chunks
     outcome: BaseException | None = None
+    timer = _ReadTimer(loop)
     try:
         head = encoder.start()
         if first:
@@ -76,10 +78,8 @@ async def relay(
         ends = last_data + policy.max_stream_duration
         while True:
             now = loop.time()
-            wait = min(heartbeat, last_data + stall - now, ends - now)
             try:
-                async with asyncio.timeout(max(wait, 0.0)):
-                    batch = await stream.read()
+                batch = await timer.read(stream, min(now + heartbeat, last_data + stall, ends))
             except TimeoutError:
                 if loop.time() - last_data >= stall:
                     stalled = UpstreamStalled(
@@ -112,8 +112,78 @@ async def relay(
         outcome = error
         raise
     finally:
+        timer.stop()
         stream.close()
         on_end(outcome)
+
+
+class _ReadTimer:
+    """The relay's time limit on each upstream read (heartbeat, stall, duration), as one loop timer per
+    stream instead of an `asyncio.timeout` (a timer armed and cancelled, two objects) per chunk.
+
+    The timer is armed at a read's deadline and left alone while chunks keep coming: a later read's
+    deadline is later, so it just moves `deadline` forward and the timer, when it fires early, re-arms
+    itself for it. It cancels the reading task only while a read is awaited and its deadline has passed;
+    the cancellation becomes `TimeoutError` in `read`, exactly as `asyncio.timeout` turns it (and a
+    cancellation from elsewhere, such as the client leaving, stays a cancellation). A chunk therefore
+    costs two float stores instead of a timer; the timer fires about once per `heartbeat_interval`.
+    """
+
+    __slots__ = ("_armed_at", "_fired", "_handle", "_loop", "_task", "deadline")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
+        self._task: asyncio.Task[Any] | None = None  # the task awaiting a read; None between reads
+        self._fired = False
+        self.deadline = 0.0
+
+    async def read(self, stream: EventStream, deadline: float) -> list[bytes] | None:
+        """`stream.read()`, or TimeoutError once `deadline` (loop time) has passed while it waits."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.deadline = deadline  # one already past still lets a read that needs no wait through
+        if self._handle is None or deadline < self._armed_at:
+            self._arm(deadline)
+        cancelling = task.cancelling()
+        self._task = task
+        try:
+            return await stream.read()
+        except asyncio.CancelledError:
+            if self._fired:
+                self._fired = False
+                if task.uncancel() <= cancelling:
+                    raise TimeoutError from None
+            raise
+        finally:
+            self._task = None
+            if self._fired:  # expired, but the read ended first: take back the cancellation it asked for
+                self._fired = False
+                task.uncancel()
+
+    def _arm(self, at: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = at
+        self._handle = self._loop.call_at(at, self._expired)
+
+    def _expired(self) -> None:
+        self._handle = None
+        task = self._task
+        if task is None:  # between reads: the next read arms the timer again
+            return
+        if self._loop.time() >= self.deadline:
+            self._fired = True
+            task.cancel()
+        else:
+            self._arm(self.deadline)
+
+    def stop(self) -> None:
+        """Cancel the timer (the stream is over)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def too_long(policy: RoutePolicy) -> StreamTooLong:
@@ -129,6 +199,12 @@ class SSEStreamBody(ASGIStreamingResponse):
 
     Litestar cancels the sending task when the client disconnects; an async generator interrupted that way
     is only finalised whenever the garbage collector gets to it. Closing it here runs its cleanup at once.
+
+    It is on the path of every stream's first token, so it does the least work there: its headers are
+    encoded once, straight into the list the start message carries (Litestar's initialiser normalises
+    each header and checks the body against typing protocols: tens of microseconds a stream), and the
+    start goes out without the base class's layers. `headers` is still Litestar's `MutableScopeHeaders`,
+    over that list, so headers can be added (CORS) until the response is called.
     """
 
     def __init__(
@@ -137,8 +213,21 @@ class SSEStreamBody(ASGIStreamingResponse):
         headers: dict[str, str],
         media_type: str = "text/event-stream",
     ) -> None:
-        super().__init__(iterator=body, headers={**SSE_HEADERS, **headers}, media_type=media_type)
-        self._body = body
+        # What Litestar's initialiser would set, set directly; the headers in the order it writes them.
+        self.headers = MutableScopeHeaders({"headers": _start_headers(headers, media_type)})
+        self.iterator = self._body = body
+        self.background = None
+        self.body = b""
+        self.content_length = 0
+        self.encoding = "utf-8"
+        self.is_head_response = False
+        self.status_code = 200
+        self._encoded_cookies = ()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """The start message, then the events (an event stream has no cookies nor background tasks)."""
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers.headers})
+        await self.send_body(send, receive)
 
     async def send_body(self, send: Any, receive: Any) -> None:
         """Send the events until the generator ends or the client leaves; then end the generator.
@@ -171,6 +260,35 @@ class SSEStreamBody(ASGIStreamingResponse):
             state.finished = True
             watcher.cancel()
             await self._body.aclose()
+
+
+def _start_headers(headers: dict[str, str], media_type: str) -> list[tuple[bytes, bytes]]:
+    """The start message's headers as Litestar's response lists them (`{**SSE_HEADERS, **headers}`, then
+    the content type unless given), with the SSE ones and the content type encoded once per process."""
+    content_type = _CONTENT_TYPES.get(media_type)
+    if content_type is None:
+        content_type = _CONTENT_TYPES.setdefault(media_type, _content_type(media_type))
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    if _RESERVED.isdisjoint([name for name, _ in encoded]):
+        return [*_SSE_START, *encoded, content_type]
+    merged = _encode({**SSE_HEADERS, **headers})  # rare (the /events stream): as Litestar merged them
+    if all(name != b"content-type" for name, _ in merged):
+        merged.append(content_type)
+    return merged
+
+
+def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+def _content_type(media_type: str) -> tuple[bytes, bytes]:
+    value = f"{media_type}; charset=utf-8" if media_type.startswith("text/") else media_type
+    return (b"content-type", value.encode("latin-1"))
+
+
+_SSE_START = _encode(SSE_HEADERS)
+_RESERVED = frozenset({*(name for name, _ in _SSE_START), b"content-type"})
+_CONTENT_TYPES: dict[str, tuple[bytes, bytes]] = {}  # a handful: one per dialect's stream media type
 
 
 class _SendState:

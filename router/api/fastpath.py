@@ -8,6 +8,12 @@ between: no request object, no routing trie, no handler signature
 model, no middleware; profiles of the router under load showed that machinery as a sizeable share of
 its time (README, Performance). Errors come out of the same writer as the app's
 (`router.api.errors.error_reply`), in the door's dialect.
+
+CORS (`server.cors_allowed_origins`) is answered here too, from headers built once per table
+(`router.security.cors.FastCors`): a preflight to a front door is answered at once, and every answer
+(whole, streamed, or an error) gets its `Access-Control-*` headers added to the same start message; one
+scan of the request's headers is all a request pays for it. Litestar's `CORSMiddleware` still answers
+whatever the fast path declines, alike.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ from typing import Any
 
 from litestar.response.base import ASGIResponse
 
-from router.api.chat import ChatServices, handle_chat
+from router.api.chat import ChatServices, WholeAnswer, handle_chat
 from router.api.errors import error_reply
 from router.dialects.base import Door
 from router.errors import BodyTooLarge, Redact, RouterError
+from router.security.cors import FastCors
 
 _CONTENT_LENGTH = b"content-length"
 
@@ -57,20 +64,37 @@ class RawRequest:
 class ChatFastPath:
     """Finds the front door of a request, or declines (None) so the app serves it."""
 
-    def __init__(self, doors: dict[str, Door], services: ChatServices, max_body: int, redact: Redact) -> None:
+    def __init__(
+        self,
+        doors: dict[str, Door],
+        services: ChatServices,
+        max_body: int,
+        redact: Redact,
+        cors: FastCors | None = None,
+    ) -> None:
         self.doors = doors
         self.services = services
         self.max_body = max_body
         self.redact = redact
+        self.cors = cors  # None: CORS is off (no Access-Control-* headers at all)
 
     def match(self, scope: Any) -> Door | None:
-        """The front door of a POST to a chat path; None for anything else."""
-        if scope["method"] != "POST":
-            return None
-        return self.doors.get(scope["path"])
+        """The front door of a POST to a chat path (or of a CORS preflight to one); None for anything else."""
+        method = scope["method"]
+        if method == "POST":
+            return self.doors.get(scope["path"])
+        if method == "OPTIONS" and self.cors is not None and self.cors.origin(scope["headers"]) is not None:
+            return self.doors.get(scope["path"])
+        return None
 
     async def serve(self, scope: Any, receive: Any, send: Any, door: Door) -> None:
         """Answer one chat request; every failure becomes the same error the app would send."""
+        cors = self.cors
+        if cors is not None and scope["method"] == "OPTIONS":
+            origin = cors.origin(scope["headers"])
+            assert origin is not None, "match() hands over preflights only"
+            await cors.preflight(scope, send, origin)
+            return
         try:
             response = await handle_chat(RawRequest(scope, receive, self.max_body), self.services, door)
         except Exception as error:
@@ -78,4 +102,16 @@ class ChatFastPath:
             response = ASGIResponse(
                 body=reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
             )
+        if cors is not None:
+            extra = cors.answer_headers(scope["headers"])
+            if extra:  # after the answer's own headers, as Litestar's middleware puts them
+                _raw_headers(response).extend(extra)
         await response(scope, receive, send)
+
+
+def _raw_headers(response: Any) -> list[tuple[bytes, bytes]]:
+    """The raw header list a response will send: a whole answer keeps it bare (`WholeAnswer.headers`),
+    Litestar's responses and the event streams inside their header container."""
+    if isinstance(response, WholeAnswer):
+        return response.headers
+    return response.headers.headers  # type: ignore[no-any-return]

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.fakes import FakeOpenAI
-from tests.support.router_server import RunningRouter, table
+from tests.support.router_server import RunningRouter, table, through_the_app
 
 CASES = [
     ("/chat/local", {"messages": [{"role": "user", "content": "hi"}]}),
@@ -47,7 +47,7 @@ def make(fake_openai: FakeOpenAI, start_router: Callable[..., RunningRouter]) ->
 
 def test_fast_path_and_app_answer_alike(make: Callable[..., RunningRouter]) -> None:
     fast = make()
-    framework = make(cors_allowed_origins=["http://example.test"])  # CORS: every request goes to the app
+    framework = through_the_app(make())  # every request goes to the app
     assert fast.sync(lambda: fast.runtime.current.fast) is not None  # type: ignore[union-attr]
     assert framework.sync(lambda: framework.runtime.current.fast) is None  # type: ignore[union-attr]
     got = answers(fast)

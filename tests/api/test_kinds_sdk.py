@@ -18,7 +18,7 @@ import pytest
 
 from tests.fakes import FakeOllama, FakeOpenAI, wait_for
 from tests.fakes._base import fake_vector
-from tests.support.router_server import RunningRouter, table
+from tests.support.router_server import RunningRouter, table, through_the_app
 
 CAP = 3  # the capped route's max_tokens
 
@@ -413,7 +413,7 @@ def test_fast_path_and_app_answer_alike(
         )
 
     fast = make()
-    framework = make(cors_allowed_origins=["http://example.test"])  # CORS: every request goes to the app
+    framework = through_the_app(make())  # every request goes to the app
     assert framework.sync(lambda: framework.runtime.current.fast) is None  # type: ignore[union-attr]
     got = _answers(fast)
     assert [status for status, _ in got] == [200, 200, 200, 400, 400, 404, 200, 400, 400, 400]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fakes import FakeOllama, FakeOpenAI
 from tests.fakes._base import fake_vector
-from tests.support.router_server import RunningRouter, table
+from tests.support.router_server import RunningRouter, table, through_the_app
 
 ANSWER = "tok0 tok1 tok2 tok3 tok4"
 
@@ -387,7 +387,7 @@ def test_ollama_endpoints_the_router_does_not_serve_are_ollama_shaped_404(
 def test_doors_served_by_the_app_too(
     fake_ollama: FakeOllama, start_router: Callable[..., RunningRouter]
 ) -> None:
-    """With CORS on, the app (not the fast path) serves the doors: the same answers, Ollama's errors."""
+    """The app (not the fast path) serves the doors too, CORS on: the same answers, Ollama's errors."""
     router = start_router(
         table(
             upstreams={"ollama": {"type": "ollama", "base_url": fake_ollama.base_url}},
@@ -395,6 +395,7 @@ def test_doors_served_by_the_app_too(
             server={"cors_allowed_origins": ["http://example.test"]},
         )
     )
+    through_the_app(router)
     client = ollama.Client(host=router.url, headers={"Origin": "http://example.test"})
     parts = list(client.chat(model="qwen3", messages=[{"role": "user", "content": "hi"}], stream=True))
     assert "".join(p.message.content or "" for p in parts) == ANSWER and parts[-1].done

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.fakes import FakeOllama, FakeOpenAI
-from tests.support.router_server import RunningRouter, table
+from tests.support.router_server import RunningRouter, table, through_the_app
 
 TEXT = "tok0 tok1 tok2 tok3 tok4"
 WEATHER_TOOL = {
@@ -467,8 +467,10 @@ def test_heartbeats_while_silent_then_a_stall_fails_the_response(
 def test_served_by_the_app_too_and_documented(
     fakes: tuple[FakeOllama, FakeOpenAI], start_router: Callable[..., RunningRouter]
 ) -> None:
-    """With CORS on, the fast path steps aside and the Litestar handler answers, alike."""
-    router = start_router(_table(*fakes, server={"cors_allowed_origins": ["http://example.test"]}))
+    """Without the fast path (CORS on), the Litestar handler answers, alike."""
+    router = through_the_app(
+        start_router(_table(*fakes, server={"cors_allowed_origins": ["http://example.test"]}))
+    )
     client = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
     assert client.responses.create(model="local", input="x").output_text == TEXT
     with pytest.raises(openai.BadRequestError):

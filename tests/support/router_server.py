@@ -173,3 +173,20 @@ class ServeProcess:
         """What the process wrote (with `capture=True`), once it has stopped."""
         assert self.process.stdout is not None
         return self.process.stdout.read()
+
+
+def through_the_app(router: RunningRouter) -> RunningRouter:
+    """Serve every request of the current table through the Litestar app, as if there were no fast path.
+
+    Tests that the app and the fast path answer alike use it: the fast path serves every table now (CORS
+    included), so the app's own handlers are reached only this way or by what the fast path declines.
+    """
+    from dataclasses import replace
+
+    def swap() -> None:
+        loaded = router.runtime.current
+        assert loaded is not None
+        router.runtime.current = replace(loaded, fast=None)
+
+    router.sync(swap)
+    return router
