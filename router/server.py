@@ -23,37 +23,79 @@ SPARE_DESCRIPTORS = 64
 watcher, health probes opening a connection while a pool is full, the event loop's own."""
 
 
+SOMAXCONN = "/proc/sys/net/core/somaxconn"
+
+
+def raise_open_file_limit(needed: int) -> int:
+    """Raise the soft open-file limit to the hard one (as Go's runtime does at start); the soft limit after.
+
+    The soft limit is often 1,024 while the hard one is far higher: a process that holds thousands of
+    streams (a client and an upstream socket each) needs the hard one, and only the hard one is an
+    operator's decision (`LimitNOFILE=`, `ulimit -Hn`, `prlimit`; docs/threat-model.md). With no hard
+    limit, the soft one goes as far as `needed`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return soft
+    target = max(soft, needed) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 def connection_cap(config: RouterConfig) -> int:
     """`server.max_connections`, lowered if the open-file limit leaves no room for the upstream side.
 
     Client sockets must never take the descriptors the router needs to reach its upstreams and probe
     them: once they are gone, probes fail and healthy upstreams are marked down. The soft limit is raised
-    towards the hard one first (as Go's runtime does), since the default soft limit is often 1024.
+    to the hard one first (`raise_open_file_limit`), since the default soft limit is often 1024.
     """
     wanted = config.server.max_connections
     reserve = sum(u.max_connections for u in config.upstreams.values()) + SPARE_DESCRIPTORS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = raise_open_file_limit(wanted + reserve)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    needed = wanted + reserve
-    if soft < needed and (hard == resource.RLIM_INFINITY or soft < hard):
-        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-            soft = raised
-        except (ValueError, OSError):
-            pass
     cap = max(1, min(wanted, soft - reserve))
     if cap < wanted:
         log.warning(
             "server.max_connections lowered from %d to %d: the open-file limit is %d and the upstream pools "
-            "and probes need %d; raise it (ulimit -n, LimitNOFILE=) to accept more clients",
+            "and probes need %d; raise the hard limit (LimitNOFILE= in a systemd unit, ulimit -Hn as root, "
+            "prlimit) to accept more clients",
             wanted,
             cap,
             soft,
             reserve,
         )
     return cap
+
+
+def listen_backlog(config: RouterConfig) -> int:
+    """`server.listen_backlog`, as the kernel will apply it: at most `net.core.somaxconn`.
+
+    Connections the kernel has completed but the router has not yet accepted wait in this queue; when it
+    is full, new clients' handshakes are dropped and retried by their kernels after 1, 3, 7... seconds, so
+    a burst of clients larger than the queue sees seconds of delay. Linux silently cuts a larger backlog
+    to somaxconn; the warning says so, since the operator asked for more.
+    """
+    wanted = config.server.listen_backlog
+    try:
+        with open(SOMAXCONN) as f:
+            somaxconn = int(f.read())
+    except (OSError, ValueError):  # not Linux, or no /proc: the kernel applies its own cap
+        return wanted
+    if wanted > somaxconn:
+        log.warning(
+            "server.listen_backlog %d is cut to %d by the kernel (net.core.somaxconn); raise that sysctl "
+            "to queue more connections",
+            wanted,
+            somaxconn,
+        )
+        return somaxconn
+    return wanted
 
 
 def client_limits(config: RouterConfig) -> ClientLimits:
@@ -73,6 +115,7 @@ def _options(log_level: str, own_logging: bool, config: RouterConfig) -> dict[st
         "loop": "uvloop",
         "http": partial(BoundedHttpToolsProtocol, limits=client_limits(config)),
         "timeout_keep_alive": config.server.keepalive_timeout,
+        "backlog": listen_backlog(config),
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "lifespan": "on",
         "access_log": False,

@@ -155,6 +155,9 @@ class ServerSettings(FrozenModel):
     client_write_timeout: float = Field(default=30.0, gt=0)  # a client that does not read is let go
     max_connections: int = Field(default=4096, ge=1)  # per worker process; idle ones are closed first
     max_event_subscribers: int = Field(default=64, ge=1)  # open /events streams; 503 beyond
+    # connections the kernel has accepted for the router but the router has not yet taken (listen(2));
+    # cut to net.core.somaxconn by the kernel
+    listen_backlog: int = Field(default=4096, ge=1, le=65535)
 
 
 class SessionSettings(FrozenModel):

@@ -530,18 +530,25 @@ class SharedProbe:
         self._names: tuple[Any, frozenset[str]] = (None, frozenset())
 
     async def get(self, url: str, want_json: bool, max_age: float) -> Any:
-        """The body of GET `url` (None unless `want_json`), fetched now or shared."""
+        """The body of GET `url` (None unless `want_json`), fetched now or shared.
+
+        A failure is shared as one exception object, so it is raised with a fresh traceback each time:
+        re-raising it as it is would chain every raiser's frames onto it. And this frame keeps no
+        reference to the result it found stale: a failure raised through it would otherwise hold the
+        previous failure (through the traceback's frames), that one the one before, and so on for as
+        long as the upstream is down.
+        """
         loop = asyncio.get_running_loop()
         cached = self._results.get(url)
         if cached is not None and loop.time() - cached[0] <= max_age:
             if cached[2] is not None:
-                # Raised again for every question it answers: without its old traceback, which would
-                # otherwise grow by every raise (thousands of models, thousands of frames kept).
                 raise cached[2].with_traceback(None)
             return cached[1]
+        del cached
         pending = self._pending.get(url)
         if pending is None:
             pending = loop.create_task(self._fetch(url, want_json))
+            pending.add_done_callback(_retrieved)
             self._pending[url] = pending
         return await asyncio.shield(pending)
 
@@ -566,6 +573,13 @@ class SharedProbe:
             return value
         finally:
             del self._pending[url]
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """Mark a shared fetch's failure as seen: its callers may all have gone (a probe's timeout cancels
+    its wait, not the fetch), and asyncio would then log it as "never retrieved", with its traceback."""
+    if not task.cancelled():
+        task.exception()
 
 
 class HttpAdapter(UpstreamAdapter):

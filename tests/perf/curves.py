@@ -12,9 +12,9 @@ python -m tests.perf.curves [--rounds 3] [--seconds 5] [--no-litellm] [--no-port
    peers; added = over the direct path.
 3. cost as the work grows, one router worker: (a) routes in the table (1 to 10,000): start-up, reload,
    p50 at one client, CPU per request and RSS; (b) request size (1 KB to 1 MB of messages): p50 and CPU
-   per request beside the reference relay; (c) open slow streams (100 to 9,000; 10,000 needs more than
-   this machine's 20,000 open files per process, a client and an upstream socket each): peak RSS, drops,
-   and p50 of a plain request while they are held.
+   per request beside the reference relay; (c) open slow streams (100 to 10,000, opened 500 a second and
+   all open at once; a client and an upstream socket each, so the open-file limits are raised where that
+   is allowed): peak RSS, drops (and why), and p50 of a plain request while they are held.
 
 Pinning (2 cores) as in `python -m tests.perf`: the system under test alone on core 1, wrk, the stream
 client and the fake upstreams on core 0. Everything runs on 127.0.0.1 and is stopped on exit; the run is
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from router.server import SPARE_DESCRIPTORS
 from tests.perf.__main__ import (
     API_KEY,
     BIN,
@@ -70,7 +71,6 @@ from tests.perf.__main__ import (
     vm_rss_mb,
     wait_for,
 )
-from tests.perf.sse_upstream import SLOW_CHUNKS
 
 RESULTS = PERF / "results"
 PORTKEY = PERF / ".portkey" / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
@@ -81,7 +81,17 @@ STREAM_CHUNKS = 50  # per paced stream, 2 ms apart
 STREAM_LEVELS = {1: 30, 64: 192}  # concurrency: streams per figure
 ROUTE_COUNTS = (1, 100, 1000, 10_000)
 SIZES = (1024, 10 * 1024, 100 * 1024, 1024 * 1024)
-OPEN_STREAMS = (100, 1000, 3000, 9000)
+OPEN_STREAMS = (100, 1000, 3000, 10_000)
+HOLD_FILES = 65_536  # open-file limit the hold phase asks for: 10,000 streams take 20,000 sockets
+# Held streams open HOLD_RATE a second and send HOLD_CHUNKS events HOLD_PACE seconds apart (80 s): they
+# outlast the opening of 10,000 (40 s). Opening a stream costs the router about 0.8 ms of CPU and relaying
+# an event about 0.05-0.07 ms, so 10,000 held streams at one event a second plus 500 openings a second
+# would take more than the one core the router has here (and a saturated loop's late timers are taken
+# for upstream failures): the phase measures what one worker holds, not how fast it opens or relays.
+HOLD_RATE = 250
+HOLD_CHUNKS = 40
+HOLD_PACE = 2.0
+HOLD_SLACK = 16  # connections beyond the streams: the plain requests measured while they are held
 STARTUP_LIMIT = 60  # seconds a router may take to become ready before its row is left empty
 ADMIN_KEY = "bench-admin-0123456789abcdef"
 ORIGIN = "http://localhost:3000"
@@ -435,41 +445,88 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def hold_phase(procs: Processes, tmp: Path, nginx: int, sse: int) -> list[dict[str, Any]]:
-    """A fresh router; ever more slow streams held at once; RSS, drops, and a plain request's p50 then."""
+def raise_file_limit(wanted: int) -> int:
+    """Raise this process's open-file limits (soft and hard) to `wanted` if it may (root may, up to
+    fs.nr_open); the processes it starts next inherit them. Returns the soft limit it got."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
+        except (ValueError, OSError):  # not root: the hard limit stays
+            pass
+    soft = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return soft
+
+
+def hold_phase(procs: Processes, tmp: Path, nginx: int) -> list[dict[str, Any]]:
+    """A fresh router and SSE upstream; ever more slow streams held at once; RSS, drops, and a plain
+    request's p50 then.
+
+    The streams open HOLD_RATE a second and each lasts HOLD_CHUNKS x HOLD_PACE seconds, longer than the
+    opening of the largest count takes, so that all of them are open at once: `held` is the most open at
+    a time.
+    (All at once, as a burst, they measure how fast the router accepts, not what it holds.) The router
+    needs a client and an upstream socket per stream, so the open-file limits of this process (and so of
+    the router, the upstream and the client it starts) are raised first where that is allowed.
+    """
+    limit = raise_file_limit(HOLD_FILES)
+    # The router keeps descriptors for every pool it may fill (server.max_connections is lowered to fit):
+    # 2 x streams + the other pools + spare must fit in the limit. Without CAP_SYS_RESOURCE (a container
+    # may drop it even for root) the hard limit stays, and the largest count is the most that fits.
+    pools = router_config(nginx, 0, tmp / "x")["upstreams"]
+    others = sum(u.get("max_connections", 100) for name, u in pools.items() if name != "sse-slow")
+    fits = (limit - others - SPARE_DESCRIPTORS - 2 * HOLD_SLACK) // 2 // 50 * 50
+    counts = sorted({min(c, fits) for c in OPEN_STREAMS})
+    sse = free_port()
+    argv = [sys.executable, "-m", "tests.perf.sse_upstream", "--port", str(sse)]
+    argv += ["--slow-chunks", str(HOLD_CHUNKS), "--slow-pace", str(HOLD_PACE)]
+    procs.start("sse-hold", argv, LOADGEN_CPU)
+    wait_for("the SSE upstream", lambda: http("GET", f"http://127.0.0.1:{sse}/v1/models")[0] == 200, procs)
     config = router_config(nginx, sse, tmp / "hold.log")
+    config["server"]["max_connections"] = config["upstreams"]["sse-slow"]["max_connections"] = (
+        max(counts) + HOLD_SLACK
+    )
     proc, router = start_router(procs, tmp, "router-hold", config)
     wait_for("route slow", lambda: route_state(router, "slow") == ("healthy", "closed"), procs)
     url = f"{router}/v1/chat/completions"
     wrk(url, 16, 1)  # warm-up
     rows = []
-    for count in OPEN_STREAMS:
-        print(f"{count:,} open streams ...", flush=True)
+    for count in counts:
+        why = f" (the most the open-file limit, {limit:,}, lets one process hold)" if count == fits else ""
+        print(f"{count:,} open streams{why} ...", flush=True)
         idle = vm_rss_mb(proc.pid)
         argv = ["taskset", "-c", str(LOADGEN_CPU), sys.executable, "-m", "tests.perf.stream_client", url]
         argv += ["--hold", "--model", "slow", "--api-key", API_KEY, "--streams", str(count)]
-        argv += ["--chunks", str(SLOW_CHUNKS)]
+        argv += ["--chunks", str(HOLD_CHUNKS), "--rate", str(HOLD_RATE)]
         client = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        peak, peak_fds, deadline = idle, 0, time.monotonic() + 150
+        peak, peak_fds, deadline = (
+            idle,
+            0,
+            time.monotonic() + HOLD_CHUNKS * HOLD_PACE + 2 * count / HOLD_RATE + 60,
+        )
         loaded: dict[str, float] = {}
         opened_at = time.monotonic()
         while client.poll() is None:
             peak = max(peak, vm_rss_mb(proc.pid))
             fds = open_fds(proc.pid)
             peak_fds = max(peak_fds, fds)
-            if not loaded and (fds >= 2 * count or time.monotonic() - opened_at > 6):
+            if not loaded and (fds >= 2 * count or time.monotonic() - opened_at > count / HOLD_RATE + 6):
                 try:  # a plain request while the streams are held
                     loaded = wrk(url, 1, 3, pid=proc.pid)
                 except RuntimeError:  # none answered within the window: the loop is saturated
                     loaded = {"p50": float("inf"), "p99": float("inf"), "cpu_us": float("nan")}
             if time.monotonic() > deadline:
                 client.kill()
-                raise RuntimeError(f"the hold client did not finish within 150 s ({count} streams)")
+                raise RuntimeError(f"the hold client did not finish in time ({count} streams)")
             time.sleep(0.05)
         out, err = client.communicate()
         if client.returncode:
             raise RuntimeError(f"hold client failed ({client.returncode}): {err.strip()[-500:]}")
         held = json.loads(out.splitlines()[-1])
+        if held["dropped"]:
+            print(f"  dropped: {held['reasons']}", flush=True)
         rows.append(
             {
                 "streams": count,
@@ -481,6 +538,7 @@ def hold_phase(procs: Processes, tmp: Path, nginx: int, sse: int) -> list[dict[s
                 "p50_1_during": loaded.get("p50", float("nan")),
                 "p99_1_during": loaded.get("p99", float("nan")),
                 "cpu_us_during": loaded.get("cpu_us", float("nan")),
+                "drop_reasons": " ".join(f"{k.replace(' ', '_')}={v}" for k, v in held["reasons"].items()),
             }
         )
         time.sleep(2)
@@ -664,7 +722,10 @@ def plots(
             ax.set_xscale("log")
             ax.set_xlabel("open streams held at once")
             ax.grid(alpha=0.3, which="both")
-        fig.suptitle("Cost against open streams (slow streams, 10 chunks 1 s apart; one worker)")
+        fig.suptitle(
+            f"Cost against open streams ({HOLD_CHUNKS} chunks {HOLD_PACE:g} s apart, "
+            f"opened {HOLD_RATE}/s; one worker)"
+        )
         fig.tight_layout()
         fig.savefig(RESULTS / "cost_streams.png", dpi=90)
         plt.close(fig)
@@ -930,7 +991,7 @@ def main() -> int:
             routes = routes_phase(procs, tmp, nginx_port, 3)
             write_csv("cost_routes.csv", routes)
         if "hold" in only:
-            hold = hold_phase(procs, tmp, nginx_port, sse_port)
+            hold = hold_phase(procs, tmp, nginx_port)
             write_csv("cost_streams.csv", hold)
     finally:
         procs.stop_all()

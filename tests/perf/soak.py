@@ -21,6 +21,7 @@ import datetime
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,8 @@ def verdicts(
     first = sum(r["rss_mb"] for r in warm[:3]) / len(warm[:3])
     last = sum(r["rss_mb"] for r in warm[-3:]) / len(warm[-3:])
     growth = (last - first) / first
+    # the trend after the warm-up, in MB a minute: a plateau has none, a leak a steady one
+    slope = statistics.linear_regression([r["t"] / 60 for r in warm], [r["rss_mb"] for r in warm]).slope
     # the upstream pools keep idle connections for a while; more than that left over is a leak
     leaked = fds_after - fds_before
     return {
@@ -81,6 +84,7 @@ def verdicts(
         "rss_end_mb": round(last, 1),
         "rss_peak_mb": round(max(r["rss_mb"] for r in rows), 1),
         "growth_pct": round(100 * growth, 1),
+        "slope_mb_per_min": round(slope, 3),
         "plateau": growth < 0.10,
         "fds_before": fds_before,
         "fds_peak": max(int(r["fds"]) for r in rows),
@@ -235,7 +239,8 @@ def main() -> int:
         f"{summary['streams']:,} paced streams of {CHUNKS} chunks, 2 at a time; {summary['errors']} errors; "
         f"p50 / p99 {summary['p50_ms']:.2f} / {summary['p99_ms']:.2f} ms\n"
         f"- RSS: {v['rss_warm_mb']} MB after the warm-up, {v['rss_end_mb']} MB at the end "
-        f"({v['growth_pct']:+}%), peak {v['rss_peak_mb']} MB: plateau (< 10%): "
+        f"({v['growth_pct']:+}%; trend after the warm-up {v['slope_mb_per_min']:+.3f} MB a minute), "
+        f"peak {v['rss_peak_mb']} MB: plateau (< 10%): "
         f"{'yes' if v['plateau'] else '**NO**'}\n"
         f"- descriptors: {v['fds_before']} before the load, peak {v['fds_peak']}, "
         f"{v['fds_after']} 20 s after "

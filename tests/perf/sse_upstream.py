@@ -3,14 +3,15 @@
 POST /v1/chat/completions answers with N `chat.completion.chunk` events then `data: [DONE]`, each event
 its own HTTP chunk and its own socket write, on a keep-alive connection. Model `paced` waits PACE seconds
 between events, as a model generating tokens would; any other model sends them as fast as it can
-(yielding to the loop between events); model `slow` sends only the last SLOW_CHUNKS events, SLOW_PACE
-seconds apart (for holding many open streams). Every event's content starts with `@` and the sender's
-time.perf_counter() (CLOCK_MONOTONIC, shared by all processes), so a client can tell how long each chunk
-took to reach it; it is in the content so that proxies which rebuild the events (LiteLLM) keep it.
+(yielding to the loop between events); model `slow` sends only the last SLOW_CHUNKS events (or
+--slow-chunks), SLOW_PACE (or --slow-pace) seconds apart (for holding many open streams). Every event's
+content starts with `@` and the sender's time.perf_counter() (CLOCK_MONOTONIC, shared by all
+processes), so a client can tell how long each chunk took to reach it; it is in the content so that
+proxies which rebuild the events (LiteLLM) keep it.
 GET /v1/models lists the models so health checks pass. Events are pre-encoded but for the time stamp:
 the upstream must cost far less than the router it is measured against.
 
-python -m tests.perf.sse_upstream --port 9001 --chunks 200
+python -m tests.perf.sse_upstream --port 9001 --chunks 200 [--slow-chunks 10 --slow-pace 1]
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ NOT_FOUND = _response("404 Not Found", "text/plain", b"not found")
 
 
 async def _serve(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, events: list[tuple[bytes, bytes]]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    events: list[tuple[bytes, bytes]],
+    slow: list[tuple[bytes, bytes]],
+    slow_pace: float = SLOW_PACE,
 ) -> None:
     try:
         while True:
@@ -78,9 +83,9 @@ async def _serve(
             body = await reader.readexactly(length) if length else b"{}"
             if request_line.startswith(b"POST /v1/chat/completions "):
                 model = json.loads(body).get("model")
-                pace = {"paced": PACE, "slow": SLOW_PACE}.get(model, 0)
+                pace = {"paced": PACE, "slow": slow_pace}.get(model, 0)
                 writer.write(STREAM_HEAD)
-                for head, tail in events[-SLOW_CHUNKS:] if model == "slow" else events:
+                for head, tail in slow if model == "slow" else events:
                     event = head + b"%.6f" % time.perf_counter() + tail
                     writer.write(b"%x\r\n%s\r\n" % (len(event), event))
                     await writer.drain()
@@ -96,9 +101,11 @@ async def _serve(
         writer.close()
 
 
-async def main(port: int, chunks: int) -> None:
-    events = _events(chunks)
-    server = await asyncio.start_server(lambda r, w: _serve(r, w, events), "127.0.0.1", port, backlog=4096)
+async def main(port: int, chunks: int, slow_chunks: int = SLOW_CHUNKS, slow_pace: float = SLOW_PACE) -> None:
+    events, slow = _events(chunks), _events(max(chunks, slow_chunks))[-slow_chunks:]
+    server = await asyncio.start_server(
+        lambda r, w: _serve(r, w, events, slow, slow_pace), "127.0.0.1", port, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 
@@ -107,5 +114,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=200)
+    parser.add_argument("--slow-chunks", type=int, default=SLOW_CHUNKS, help="events of model slow")
+    parser.add_argument("--slow-pace", type=float, default=SLOW_PACE, help="seconds between events of slow")
     args = parser.parse_args()
-    uvloop.run(main(args.port, args.chunks))
+    uvloop.run(main(args.port, args.chunks, args.slow_chunks, args.slow_pace))

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
+import re
 import statistics
 import time
 
@@ -95,15 +97,24 @@ async def run(
     }
 
 
-async def hold(url: str, model: str, key: str, streams: int, chunks: int) -> dict[str, float]:
-    """Open `streams` streams at once; the most open at a time, and how many did not end with [DONE]."""
+async def hold(
+    url: str, model: str, key: str, streams: int, chunks: int, rate: float = 0
+) -> dict[str, object]:
+    """Open `streams` streams, `rate` a second (0: all at once); the most open at a time, and how many did
+    not end with [DONE].
+
+    `reasons` counts the dropped ones by what went wrong (a status and its error code, a short read, an
+    exception's class), so that a drop says where it came from.
+    """
     body = {"model": model, "messages": [{"role": "user", "content": "Count slowly."}], "stream": True}
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     headers.update(EXTRA_HEADERS)
-    open_now = peak = dropped = 0
+    open_now = peak = 0
+    reasons: collections.Counter[str] = collections.Counter()
 
-    async def one(session: aiohttp.ClientSession) -> None:
-        nonlocal open_now, peak, dropped
+    async def one(session: aiohttp.ClientSession, at: float) -> None:
+        nonlocal open_now, peak
+        await asyncio.sleep(at - time.perf_counter())
         try:
             async with session.post(url, json=body) as response:
                 open_now += 1
@@ -112,20 +123,20 @@ async def hold(url: str, model: str, key: str, streams: int, chunks: int) -> dic
                     data = await response.read()
                 finally:
                     open_now -= 1
-            if (
-                response.status != 200
-                or data.count(STAMP) != chunks
-                or not data.endswith(b"data: [DONE]\n\n")
-            ):
-                dropped += 1
-        except (TimeoutError, aiohttp.ClientError):
-            dropped += 1
+            if response.status != 200:
+                code = re.search(rb'"code":\s*"([^"]*)"', data)
+                reasons[f"{response.status} {code.group(1).decode() if code else ''}".strip()] += 1
+            elif data.count(STAMP) != chunks or not data.endswith(b"data: [DONE]\n\n"):
+                reasons["incomplete stream"] += 1
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            reasons[type(e).__name__ + (f" {e.errno}" if isinstance(e, OSError) and e.errno else "")] += 1
 
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
-        await asyncio.gather(*(one(session) for _ in range(streams)))
-    return {"streams": streams, "held": peak, "dropped": dropped}
+        start = time.perf_counter()
+        await asyncio.gather(*(one(session, start + (i / rate if rate else 0)) for i in range(streams)))
+    return {"streams": streams, "held": peak, "dropped": sum(reasons.values()), "reasons": dict(reasons)}
 
 
 if __name__ == "__main__":
@@ -139,16 +150,32 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=0, help="start no stream after this; 0: no limit")
     parser.add_argument("--hold", action="store_true", help="open all --streams at once (see above)")
     parser.add_argument(
+        "--rate", type=float, default=0, help="--hold: streams opened a second; 0: all at once"
+    )
+    parser.add_argument(
         "--header", action="append", default=[], help='"Name: value", sent with every request'
     )
     args = parser.parse_args()
     EXTRA_HEADERS.update((n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in args.header))
     if args.hold:
-        figures: dict[str, float] = uvloop.run(
-            hold(args.url, args.model, args.api_key, args.streams, args.chunks)
+        print(
+            json.dumps(
+                uvloop.run(hold(args.url, args.model, args.api_key, args.streams, args.chunks, args.rate))
+            )
         )
     else:
-        figures = uvloop.run(
-            run(args.url, args.model, args.api_key, args.streams, args.concurrency, args.chunks, args.seconds)
+        print(
+            json.dumps(
+                uvloop.run(
+                    run(
+                        args.url,
+                        args.model,
+                        args.api_key,
+                        args.streams,
+                        args.concurrency,
+                        args.chunks,
+                        args.seconds,
+                    )
+                )
+            )
         )
-    print(json.dumps(figures))

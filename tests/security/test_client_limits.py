@@ -371,8 +371,12 @@ def test_the_connection_cap_leaves_descriptors_for_the_upstream_side(monkeypatch
     raised: list[tuple[int, int]] = []
     monkeypatch.setattr(resource, "setrlimit", lambda _, limits: raised.append(limits))
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 65536))
-    assert connection_cap(config) == 4096  # the soft limit is raised as far as needed
-    assert raised == [(4096 + reserve, 65536)]
+    assert connection_cap(config) == 4096  # the soft limit is raised to the hard one
+    assert raised == [(65536, 65536)]
+    raised.clear()
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, resource.RLIM_INFINITY))
+    assert connection_cap(config) == 4096  # no hard limit: as far as needed
+    assert raised == [(4096 + reserve, resource.RLIM_INFINITY)]
     monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 1024))
     assert connection_cap(config) == 1024 - reserve  # it cannot be: the clients get what is left
     monkeypatch.setattr(resource, "getrlimit", lambda _: (8192, 8192))
