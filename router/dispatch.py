@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Collection, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -118,11 +118,14 @@ async def dispatch(
     allowed: Set[str] | None = None,
     collect_text: bool = False,
     trace: Trace | None = None,
+    never: Callable[[Route], Collection[str]] | None = None,
 ) -> tuple[T, Lease]:
     """Run `attempt` on the best replica of `route` or of its fallbacks; raise the most telling error.
 
     `allowed` holds the route paths the caller may use (None: all); fallbacks outside it are skipped.
-    Every retry is counted in `tally.retries`, whether the request succeeds in the end or not.
+    Every retry is counted in `tally.retries`, whether the request succeeds in the end or not. `never`
+    names, per candidate route, replicas that must not be picked at all (a resumed stream's: the ones
+    that broke, and those that cannot continue an answer; `router.resume`).
     """
     last_error: RouterError | None = None
     for candidate in route.candidates():
@@ -132,8 +135,9 @@ async def dispatch(
         policy = candidate.config.policy
         delays = None  # made on the first retry: most requests never need one
         tried: list[str] = []
+        barred = () if never is None else never(candidate)
         for attempt_number in range(policy.max_retries + 1):
-            replica = _pick(candidate, tried, last_error)
+            replica = _pick(candidate, tried, last_error, barred)
             if replica is None:
                 last_error = last_error or _unavailable(candidate)
                 break
@@ -173,11 +177,16 @@ async def dispatch(
     raise last_error
 
 
-def _pick(route: Route, tried: list[str], last_error: RouterError | None) -> RouteReplica | None:
-    """A replica not tried yet; a retryable failure may go back to one already tried if none is left."""
-    replica = choose(route.replicas, exclude=tried)
+def _pick(
+    route: Route, tried: list[str], last_error: RouterError | None, barred: Collection[str] = ()
+) -> RouteReplica | None:
+    """A replica not tried yet; a retryable failure may go back to one already tried if none is left.
+
+    `barred` replicas are never picked, tried or not.
+    """
+    replica = choose(route.replicas, exclude=[*tried, *barred] if barred else tried)
     if replica is None and tried and isinstance(last_error, UpstreamError) and last_error.retryable:
-        replica = choose(route.replicas)
+        replica = choose(route.replicas, exclude=barred)
     return replica  # type: ignore[return-value]
 
 

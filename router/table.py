@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config.common import normalise_path
-from router.config.models import RouteConfig, RouterConfig
+from router.config.models import ResumePolicy, RouteConfig, RouterConfig
 from router.policies import HealthTracker, Replica
 from router.registry import RegistryPlan, UpstreamState
 from router.upstreams.base import Limits
@@ -22,11 +22,20 @@ from router.upstreams.base import Limits
 class RouteReplica(Replica):
     """A replica of a route's model: one upstream, its health for this model, its share of traffic."""
 
-    __slots__ = ("health", "upstream")
+    __slots__ = ("continuation", "health", "upstream")
 
-    def __init__(self, name: str, upstream: UpstreamState, weight: int, health: HealthTracker | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        upstream: UpstreamState,
+        weight: int,
+        health: HealthTracker | None,
+        continuation: str = "none",
+    ) -> None:
         self.upstream = upstream
         self.health = health
+        # how this upstream continues an answer another one started (router.upstreams.continuation)
+        self.continuation = continuation
         super().__init__(name, weight, self._is_available)
 
     def _is_available(self) -> bool:
@@ -45,6 +54,9 @@ class Route:
     limits: Limits
     options: Mapping[str, Any]
     fallbacks: tuple[Route, ...] = field(default=())
+    # the route's `resume` policy when it is enabled, else None: decided here, so a route without it
+    # makes no per-request check beyond this one attribute (router.resume)
+    resume: ResumePolicy | None = None
 
     @property
     def path(self) -> str:
@@ -100,9 +112,13 @@ def build_table(config: RouterConfig, plan: RegistryPlan) -> RouteTable:
             tracker = None
             if rc.policy.health_check.enabled:
                 _, tracker = plan.health(upstream, rc.model, rc.policy.health_check, rc.path)
-            replicas.append(RouteReplica(ref.name, upstream, ref.weight, tracker))
+            continuation = config.upstreams[ref.name].continues
+            replicas.append(RouteReplica(ref.name, upstream, ref.weight, tracker, continuation))
         limits = Limits.of(rc.policy.timeout, rc.policy.connect_timeout)
-        routes.append(Route(config=rc, replicas=tuple(replicas), limits=limits, options=dict(rc.options)))
+        resume = rc.policy.resume if rc.policy.resume.enabled else None
+        routes.append(
+            Route(config=rc, replicas=tuple(replicas), limits=limits, options=dict(rc.options), resume=resume)
+        )
     _link_fallbacks(routes)
     return RouteTable(config, tuple(routes))
 

@@ -27,6 +27,7 @@ from router.errors import InvalidRequest, Redact, RouterError
 from router.observability import Observer
 from router.observability.telemetry import Telemetry
 from router.registry import Registry
+from router.resume import ResumingStream, relay_policy
 from router.security import Access
 from router.streaming import SSEResponse
 from router.table import Route
@@ -202,10 +203,15 @@ async def answer(
             trace=exchange.trace,
         )
         record.first_token_at = time.perf_counter()
+        policy = lease.route.config.policy
+        if route.resume is not None and dialect.kind == "chat":  # a break after the first byte goes on
+            stream = ResumingStream(
+                stream, first, lease, route, request, body, exchange, registry, streamed, allowed, collect
+            )
+            policy = relay_policy(policy)
         headers = exchange.serve(lease, stream.stats)
         if exchange.turn is not None:
             stream = TurnSavingStream(stream, exchange)
-        policy = lease.route.config.policy
         encoder = dialect.stream(inbound)
         return SSEResponse(
             stream, first, policy, exchange.end, headers, services.redact, encoder, dialect.errors

@@ -92,7 +92,7 @@ _BACKGROUND: set[asyncio.Task[None]] = set()  # turns being stored in the backgr
 class Exchange:
     """A chat request and everything it holds; `end` lets all of it go, once."""
 
-    __slots__ = ("_ended", "lease", "messages", "observer", "record", "stats", "trace", "turn")
+    __slots__ = ("_between", "_ended", "lease", "messages", "observer", "record", "stats", "trace", "turn")
 
     def __init__(self, request_id: str, observer: Observer) -> None:
         self.record = RequestRecord(request_id)
@@ -103,6 +103,7 @@ class Exchange:
         self.trace: RequestTrace | None = None
         self.messages: list[Any] = []  # the prompt sent upstream, for an estimate when no count comes
         self._ended = False
+        self._between = False  # a resumed stream between a broken attempt and its continuation
 
     def serve(self, lease: Lease, stats: AnswerStats) -> dict[str, str]:
         """The answer started on `lease`; the headers that say which route and upstream serve it, and
@@ -130,12 +131,27 @@ class Exchange:
         if turn is not None and self.stats is not None:
             await turn.save(self.stats)
 
+    def attempt_broke(self, error: BaseException) -> None:
+        """A resumed stream's attempt broke (`router.resume`): its lease is freed now, so its breaker learns
+        of `error` at once; the answer goes on, on the lease `continue_on` brings, or ends without one."""
+        lease, self.lease = self.lease, None
+        if lease is not None:
+            lease.finish(error)
+            self._between = True
+
+    def continue_on(self, lease: Lease) -> None:
+        """The continuation of a resumed stream holds `lease` from now on (freed when the answer ends)."""
+        self.lease, self._between = lease, False
+
     def upstream_done(self, outcome: BaseException | None) -> None:
         """The upstream's part is over: free the lease (the breaker learns the outcome), store the turn."""
         lease, self.lease = self.lease, None
-        if lease is None:
+        if lease is not None:
+            lease.finish(outcome)
+        elif self._between:  # a resumed stream ended while it had no attempt: its answer still counts
+            self._between = False
+        else:
             return
-        lease.finish(outcome)
         stats = self.stats
         if stats is not None:
             record = self.record

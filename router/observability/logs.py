@@ -218,6 +218,9 @@ class StructuredLog(Observer):
             "trace_id": record.trace_id,
             "overhead_ms": None if overhead is None else round(overhead * 1000.0, 3),
         }
+        if record.upstreams is not None:  # a resumed stream: every upstream that served it, in order
+            fields["resumes"] = record.resumes
+            fields["upstreams"] = [shown(name, FIELD_LIMIT) for name in record.upstreams]
         if record.error is not None:
             # Redacted whole, then cut: a secret cut in two would escape the mask.
             fields["error"] = shown(self.redact(record.error), ERROR_LIMIT)

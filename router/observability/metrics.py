@@ -136,6 +136,21 @@ class RouterMetrics(Observer):
             registry=r,
         )
         self.reloads = Counter("router_config_reloads", "Reload attempts by result.", ["result"], registry=r)
+        self.resumes = Counter(
+            "router_stream_resumes",
+            "Streams that broke after their answer started and went on on another upstream (router.resume),"
+            " by route and cause: error (an error event or status mid-answer), reset (the connection died),"
+            " stall (silent past stall_timeout), malformed (data that is not the protocol).",
+            ["route", "cause"],
+            registry=r,
+        )
+        self.resume_failures = Counter(
+            "router_stream_resume_failures",
+            "Broken streams of routes with resume on that found no upstream to continue them (they ended"
+            " with the error event), by route and cause.",
+            ["route", "cause"],
+            registry=r,
+        )
         self.last_reload_ok = Gauge(
             "router_config_last_reload_successful", "1 if the last reload attempt succeeded.", registry=r
         )
@@ -226,6 +241,13 @@ class RouterMetrics(Observer):
         if record.completion_tokens:
             children[1].inc(record.completion_tokens)
             series.completion_tokens.inc(record.completion_tokens)
+
+    def event(self, kind: str, fields: dict[str, Any]) -> None:
+        """Count resumed streams (the `resume` events of `router.resume`); labels come from the table
+        (the route's path) and the router's own cause names."""
+        if kind == "resume":
+            counter = self.resumes if fields.get("ok") else self.resume_failures
+            counter.labels(str(fields.get("route")), str(fields.get("cause"))).inc()
 
     def reloaded(self, ok: bool, sha256: str, trigger: str) -> None:
         self.reloads.labels("success" if ok else "failure").inc()

@@ -65,6 +65,10 @@ class RequestRecord:
     trace_id: str | None = None
     upstream_wait: float = 0.0
     served_at: float | None = None
+    # A stream resumed after its upstream broke (router.resume): how often, and every upstream that served
+    # the answer, in order (None while it was not resumed: `upstream` says it all).
+    resumes: int = 0
+    upstreams: list[str] | None = None
 
     @property
     def duration(self) -> float:
