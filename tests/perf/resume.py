@@ -1,6 +1,6 @@
 """Resume: what it costs a stream that does not break, and how long resuming a broken one takes.
 
-python -m tests.perf.resume [--rounds 5] [--streams 40] [--resumes 30] [--ttft-ms 20]
+python -m tests.perf.resume [--rounds 6] [--streams 60] [--resumes 30] [--ttft-ms 20] [--profile]
 
 (a) Streams that do not break, resume on against resume off, one router, one run: `/chat/on` and
     `/chat/off` are the same two replicas of the SSE upstream (tests/perf/sse_upstream.py, 200 chunks sent
@@ -16,6 +16,7 @@ python -m tests.perf.resume [--rounds 5] [--streams 40] [--resumes 30] [--ttft-m
     resume adds no more than that time plus 5 ms. Every resumed stream is checked: the 20 partial chunks,
     then the 20 continued ones, one finish_reason, `data: [DONE]`.
 
+--profile: py-spy samples the router for 8 s of /chat/on streams afterwards (where its time goes).
 Pinning as in `python -m tests.perf`: the router alone on core 1; the upstreams and this client on core 0.
 Everything runs on 127.0.0.1, is stopped on exit and bounded by TIME_LIMIT. Writes
 tests/perf/results/resume.md and resume.csv.
@@ -51,6 +52,7 @@ from tests.perf.__main__ import (
     cpu_seconds,
     free_port,
     http,
+    profile,
     start_router,
     wait_for,
 )
@@ -79,7 +81,12 @@ def router_config(sse: int, resume_up: int, log: Path) -> dict[str, Any]:
         "upstreams": {
             "sse-a": {"type": "openai", "base_url": sse_url, "continuation": "vllm"},
             "sse-b": {"type": "openai", "base_url": sse_url, "continuation": "vllm"},
-            "dies": {"type": "openai", "base_url": resume_url},
+            # it breaks every stream on purpose: its breaker must not open and send them all to the fallback
+            "dies": {
+                "type": "openai",
+                "base_url": resume_url,
+                "circuit_breaker": {"failure_threshold": 10**9},
+            },
             "continues": {"type": "openai", "base_url": resume_url, "continuation": "vllm"},
         },
         "defaults": {"health_check": {"enabled": False}},
@@ -115,8 +122,28 @@ def unbroken_round(router: str, pid: int, path: str, streams: int) -> dict[str, 
     if done.returncode:
         raise RuntimeError(f"stream client failed on {path}: {done.stderr.strip()[-500:]}")
     figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
-    figures["cpu_ms_per_stream"] = spent * 1000 / (streams + 1)  # + the client's warm-up stream
+    figures["cpu_s"], figures["streams_served"] = spent, streams + 1  # + the client's warm-up stream
+    figures["cpu_ms_per_stream"] = spent * 1000 / (streams + 1)
     return figures
+
+
+def profile_on(procs: Processes, router: str, pid: int, out: Path) -> list[str]:
+    """py-spy on the router while streams go through /chat/on: the top functions by own time, and the
+    share of the samples that resuming itself costs: own time in router/resume.py, and in the asyncio
+    timeouts it sets up (its stall clock), not the upstream reads it waits on."""
+    top = profile(procs, pid, 8, lambda: unbroken_round(router, pid, "/chat/on", 300), out)
+    resuming = total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack.startswith("<module> (router"):
+            continue
+        total += int(count)
+        frames = stack.split(";")
+        leaf, parent = frames[-1], frames[-2] if len(frames) > 1 else ""
+        if "(router/resume.py" in leaf or ("(asyncio/timeouts.py" in leaf and "(router/resume.py" in parent):
+            resuming += int(count)
+    share = 100 * resuming / (total or 1)
+    return [*top, f"{share:5.1f}%  resuming's own work: router/resume.py frames and the timeouts they set"]
 
 
 # ---------------------------------------------------------------------------------------------- (b)
@@ -220,7 +247,9 @@ def write_csv(rows: list[dict[str, Any]]) -> None:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def report(rows: list[dict[str, Any]], seams: list[float], ttfts: list[float], args: Any, load: str) -> str:
+def report(
+    rows: list[dict[str, Any]], seams: list[float], ttfts: list[float], args: Any, load: str, top: list[str]
+) -> str:
     med = statistics.median
 
     def fig(variant: str, key: str) -> list[float]:
@@ -231,7 +260,7 @@ def report(rows: list[dict[str, Any]], seams: list[float], ttfts: list[float], a
         "",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python -m "
         f"tests.perf.resume --rounds {args.rounds} --streams {args.streams} --resumes {args.resumes} "
-        f"--ttft-ms {args.ttft_ms:g}`",
+        f"--ttft-ms {args.ttft_ms:g}{' --profile' if args.profile else ''}`",
         f"- machine: nproc {os.cpu_count()}, Linux {platform.release()}, Python {platform.python_version()}; "
         f"load average before the run {load} (shared with other engineers: compare within this run)",
         f"- pinning: core {ROUTER_CPU} = the router (one worker); core {LOADGEN_CPU} = the upstreams and the "
@@ -254,6 +283,12 @@ def report(rows: list[dict[str, Any]], seams: list[float], ttfts: list[float], a
             f"| {name} | {med(off):,.3f} ({min(off):,.3f}-{max(off):,.3f}) | {med(on):,.3f} "
             f"({min(on):,.3f}-{max(on):,.3f}) | {med(on) - med(off):+,.3f} ({change:+.1f}%) |"
         )
+    # /proc's CPU times tick every 10 ms: over the whole run, per variant, the quantisation is negligible
+    whole = {v: sum(fig(v, "cpu_s")) * 1000 / sum(fig(v, "streams_served")) for v in ("off", "on")}
+    lines.append(
+        f"| router CPU per stream over the whole run, ms | {whole['off']:.3f} | {whole['on']:.3f} | "
+        f"{whole['on'] - whole['off']:+.3f} ({(whole['on'] / whole['off'] - 1) * 100:+.1f}%) |"
+    )
     added = [s - d for s, d in zip(seams, ttfts, strict=True)]
     lines += [
         "",
@@ -273,15 +308,25 @@ def report(rows: list[dict[str, Any]], seams: list[float], ttfts: list[float], a
         f"p50 {'met' if med(added) <= TARGET_MS else 'NOT met'} ({med(added):.2f} ms added), p90 "
         f"{'met' if pct(added, 0.9) <= TARGET_MS else 'NOT met'} ({pct(added, 0.9):.2f} ms).",
     ]
+    if top:
+        lines += [
+            "",
+            "## Where a resumable stream's time goes (py-spy, 8 s of /chat/on streams, own time)",
+            "",
+            "```",
+            *top,
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--streams", type=int, default=40, help="per route per round, in (a)")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--streams", type=int, default=60, help="per route per round, in (a)")
     parser.add_argument("--resumes", type=int, default=30, help="per round, in (b)")
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="the continuing upstream's delay")
+    parser.add_argument("--profile", action="store_true", help="py-spy the router on /chat/on streams")
     args = parser.parse_args()
     load = f"{os.getloadavg()[0]:.2f}"
 
@@ -295,6 +340,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     seams: list[float] = []
     ttfts: list[float] = []
+    top: list[str] = []
     try:
         sse, resume_up = free_port(), free_port()
         argv = [sys.executable, "-m", "tests.perf.sse_upstream", "--port", str(sse), "--chunks", str(CHUNKS)]
@@ -336,12 +382,14 @@ def main() -> int:
                 }
             )
             print(f"round {n + 1}/{args.rounds} done", flush=True)
+        if args.profile:
+            top = profile_on(procs, router, proc.pid, tmp / "resume-on.txt")
     finally:
         signal.alarm(0)
         procs.stop_all()
     RESULTS.mkdir(exist_ok=True)
     write_csv(rows)
-    text = report(rows, seams, ttfts, args, load)
+    text = report(rows, seams, ttfts, args, load, top)
     (RESULTS / "resume.md").write_text(text)
     print(text)
     return 0
