@@ -202,11 +202,17 @@ class ResumingStream(EventStream):
             pending = self._pending
             if pending is not None:
                 try:
-                    # The relay cancels a silent read every heartbeat_interval: the resume goes on.
+                    # The relay cancels a silent read every heartbeat_interval: the resume goes on, and
+                    # the next read takes its result (even one that came at the very moment of the cancel).
                     batch = await asyncio.shield(pending)
-                finally:
-                    if pending.done():
+                except asyncio.CancelledError:
+                    if pending.cancelled():  # the resume itself was cancelled (the stream is closing)
                         self._pending = None
+                    raise
+                except BaseException:
+                    self._pending = None
+                    raise
+                self._pending = None
                 self._stall_at = self._loop.time() + self._stall
                 return batch
             error: UpstreamError

@@ -318,3 +318,37 @@ async def test_a_streamed_answer_holds_its_lease_until_it_is_finished() -> None:
         pass
     lease.finish(None)
     core.assert_idle()
+
+
+# ---- barred replicas (a resumed stream's: router.resume) ---------------------------------------------
+
+
+async def test_barred_replicas_are_never_picked_not_even_for_a_retry() -> None:
+    core = await build_core(
+        {"a": [Fail(UpstreamReset("reset"))], "b": [Answer(text="from b")]},
+        [
+            {
+                "path": "/chat/a",
+                "model": "m",
+                "upstreams": [{"name": "a"}],
+                "max_retries": 3,
+                "fallbacks": ["/chat/b"],
+            },
+            {"path": "/chat/b", "model": "m", "upstream": "b"},
+        ],
+    )
+    request, raw = parse_chat_request(BODY)
+    record = RequestRecord("rid")
+    (data, _), lease = await dispatch(
+        core.route("/chat/a"),
+        request,
+        raw,
+        "rid",
+        core.registry,
+        complete,
+        record,
+        never=lambda route: {"a"} if route.path == "/chat/a" else (),
+    )
+    lease.finish(None)
+    assert b"from b" in data and core.log == ["b"] and record.retries == 0
+    core.assert_idle()

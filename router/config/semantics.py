@@ -38,7 +38,49 @@ def semantic_problems(doc: Document) -> list[Problem]:
     for index, route in enumerate(routes):
         problems += _fallback_problems(doc, index, route, paths, routes)
     problems += _alias_problems(doc, routes)
+    problems += _resume_problems(doc, routes, paths)
     return in_file_order(problems)
+
+
+def _continues(doc: Document, upstream: str) -> bool:
+    """Whether an upstream (by name) can continue an answer: its `continuation`, else its type's default."""
+    entry = doc.data.get("upstreams", {}).get(upstream)
+    if not isinstance(entry, dict):
+        return False
+    return entry.get("continuation", "ollama" if entry.get("type") == "ollama" else "none") != "none"
+
+
+def _replicas(route: dict[str, Any]) -> list[str]:
+    if "upstream" in route:
+        return [str(route["upstream"])]
+    return [str(ref.get("name")) for ref in route.get("upstreams", []) if isinstance(ref, dict)]
+
+
+def _resume_problems(doc: Document, routes: list[dict[str, Any]], paths: dict[str, int]) -> list[Problem]:
+    """A route that turns `resume` on itself needs somewhere a broken stream can go on: another replica
+    or a fallback whose upstream can continue an answer (`continuation` not `none`). Turned on through
+    `defaults:` it is not checked: routes without such a place then simply never resume."""
+    problems = []
+    for index, route in enumerate(routes):
+        resume = route.get("resume")
+        if not isinstance(resume, dict) or resume.get("enabled") is not True:
+            continue
+        own = _replicas(route)
+        places = [name for name in own if _continues(doc, name)] if len(own) > 1 else []
+        for target in route.get("fallbacks", []):
+            fallback = paths.get(normalise_path(str(target)))
+            if fallback is not None:
+                places += [name for name in _replicas(routes[fallback]) if _continues(doc, name)]
+        if not places:
+            problems.append(
+                doc.problem(
+                    ("routes", index, "resume", "enabled"),
+                    f"route {route['path']} resumes broken streams, but has no other replica nor fallback "
+                    "on an upstream that can continue an answer: add one, or declare the `continuation` of "
+                    "an OpenAI-compatible upstream (vllm, llama_cpp); `none` is the default of type openai",
+                )
+            )
+    return problems
 
 
 def _alias_problems(doc: Document, routes: list[dict[str, Any]]) -> list[Problem]:

@@ -500,6 +500,7 @@ class MessagesEncoder:
         "_id",
         "_matched",
         "_next",
+        "_router",
         "_usage",
         "_used_tools",
     )
@@ -517,6 +518,7 @@ class MessagesEncoder:
         self._matched: Any = None
         self._usage: Any = None
         self._used_tools = False
+        self._router: Any = None  # a resumed answer's `router` field (router.resume), for message_delta
 
     def start(self) -> bytes:
         """`message_start` with an empty message (usage is known at the end: `message_delta` has it)."""
@@ -561,6 +563,8 @@ class MessagesEncoder:
                 self._usage = usage
             for choice in chunk.get("choices") or ():
                 self._choice(out, choice)
+            if "router" in chunk:
+                self._router = chunk["router"]
         return b"".join(out)
 
     def _choice(self, out: list[bytes], choice: dict[str, Any]) -> None:
@@ -615,6 +619,8 @@ class MessagesEncoder:
             "delta": {"stop_reason": reason, "stop_sequence": sequence},
             "usage": _usage(self._usage),
         }
+        if self._router is not None:  # a resumed answer: which upstreams served it (an extra field)
+            payload["router"] = self._router
         out.append(event(b"message_delta", msgspec.json.encode(payload)))
         out.append(_STOP)
         return b"".join(out)

@@ -527,7 +527,7 @@ class NDJSONEncoder:
 
     media_type = NDJSON
 
-    __slots__ = ("_calls", "_context", "_estimate", "_finish", "_first_ns", "_usage", "heartbeat")
+    __slots__ = ("_calls", "_context", "_estimate", "_finish", "_first_ns", "_router", "_usage", "heartbeat")
 
     def __init__(self, context: Answering) -> None:
         self._context = context
@@ -536,6 +536,7 @@ class NDJSONEncoder:
         self._usage: Any = None
         self._first_ns: int | None = None
         self._estimate = 0  # content chunks seen: the token count when the upstream reports none
+        self._router: Any = None  # a resumed answer's `router` field (router.resume), for the done line
         # The heartbeat is an empty, unfinished answer line: what Ollama itself sends while a model thinks
         # silently. Not a blank line: the official clients `json.loads` every line, and a blank one raises.
         self.heartbeat = msgspec.json.encode(_line(context, "", None, None) | {"done": False}) + b"\n"
@@ -556,6 +557,8 @@ class NDJSONEncoder:
             for choice in chunk.get("choices") or ():
                 if choice.get("index", 0) == 0:
                     self._choice(choice, lines)
+            if "router" in chunk:
+                self._router = chunk["router"]
         return b"".join(lines)
 
     def _choice(self, choice: dict[str, Any], lines: list[bytes]) -> None:
@@ -611,6 +614,8 @@ class NDJSONEncoder:
         line["done"] = True
         line["done_reason"] = _DONE_REASONS.get(self._finish or "stop", "stop")
         line.update(_counts(self._context, self._usage, self._first_ns, self._estimate))
+        if self._router is not None:  # a resumed answer: which upstreams served it (an extra field)
+            line["router"] = self._router
         lines.append(msgspec.json.encode(line) + b"\n")
         return b"".join(lines)
 

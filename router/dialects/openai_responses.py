@@ -401,6 +401,7 @@ class _Completion(msgspec.Struct):
     choices: list[_Choice] = []
     usage: _Usage | None = None
     model: str | None = None
+    router: Any = None  # a resumed answer's extra field (router.resume): which upstreams served it
 
 
 _completion = msgspec.json.Decoder(_Completion)
@@ -586,6 +587,7 @@ class ResponsesStream:
         "_finish",
         "_message",
         "_model",
+        "_router",
         "_seq",
         "_text",
         "_usage",
@@ -602,6 +604,7 @@ class ResponsesStream:
         self._finish: str | None = None
         self._usage: _Usage | None = None
         self._model: str | None = None
+        self._router: Any = None
 
     def _emit(self, out: list[bytes], kind: str, data: dict[str, Any]) -> None:
         data = {"type": kind, "sequence_number": self._seq, **data}
@@ -628,6 +631,8 @@ class ResponsesStream:
                 self._model = chunk.model
             if chunk.usage is not None:
                 self._usage = chunk.usage
+            if chunk.router is not None:
+                self._router = chunk.router
             for choice in chunk.choices[:1]:
                 delta = choice.delta or choice.message or _Message()
                 if delta.content:
@@ -719,7 +724,10 @@ class ResponsesStream:
         response = self._context.response(
             status, self._done, _usage_object(self._usage), self._model, incomplete
         )
-        self._emit(out, f"response.{status}", {"response": response})
+        closing: dict[str, Any] = {"response": response}
+        if self._router is not None:  # a resumed answer: which upstreams served it (an extra field)
+            closing["router"] = self._router
+        self._emit(out, f"response.{status}", closing)
         text = "".join(item["content"][0]["text"] for item in self._done if item["type"] == "message")
         self._context.finished(text, [item for item in self._done if item["type"] == "function_call"])
         return b"".join(out)

@@ -58,11 +58,14 @@ def continuation_body(mechanism: str, body: dict[str, Any], partial: str) -> dic
 
     The conversation is `body`'s; the partial answer becomes the final assistant message (appended to the
     client's own final assistant message when the client already prefilled one: the model continues the
-    whole of it). `body` is not changed. ValueError for `none`: the caller never picks such an upstream.
+    whole of it). An empty `partial` (the stream broke before any text) gives `body` itself: the request
+    asked again. `body` is not changed. ValueError for `none`: the caller never picks such an upstream.
     """
     extra = _EXTRA_FIELDS.get(mechanism)
     if extra is None:
         raise ValueError(f"continuation {mechanism!r} cannot continue an answer")
+    if not partial:  # nothing of the answer was relayed (a role chunk at most): ask again, as it was
+        return body
     messages = list(body["messages"])
     last = messages[-1] if messages else None
     prefilled = _text_of(last) if isinstance(last, dict) and last.get("role") == "assistant" else None

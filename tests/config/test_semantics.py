@@ -221,3 +221,29 @@ def test_all_semantic_problems_are_reported_together(tmp_path: Path) -> None:
         "  - {path: /a, model: m, upstream: ollama, fallbacks: [/b]}\n"
     )
     assert [(line, col) for line, col, _, _ in problems(tmp_path, routes)] == [(6, 12), (6, 42), (7, 56)]
+
+
+def test_a_route_that_resumes_needs_somewhere_to_go_on(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "  - {path: /chat/a, model: m, upstream: ollama, resume: {enabled: true}}\n"
+        "  - {path: /chat/b, model: m, upstream: ollama, fallbacks: [/chat/c], resume: {enabled: true}}\n"
+        "  - {path: /chat/c, model: m, upstream: local}\n",
+    )
+    assert [(line, path) for line, _, path, _ in found] == [
+        (6, "$.routes[0].resume.enabled"),
+        (7, "$.routes[1].resume.enabled"),
+    ]
+    assert "continuation" in found[1][3] and "/chat/b" in found[1][3]
+
+
+def test_a_route_that_resumes_on_a_replica_or_a_declared_fallback_is_fine(tmp_path: Path) -> None:
+    file = tmp_path / "routes.yaml"
+    file.write_text(
+        HEAD.replace("/v1}", "/v1, continuation: llama_cpp}")
+        + "  - {path: /chat/a, model: m, upstreams: [{name: ollama}, {name: local}],\n"
+        + "     resume: {enabled: true}}\n"
+        + "  - {path: /chat/b, model: m, upstream: ollama, fallbacks: [/chat/c], resume: {enabled: true}}\n"
+        + "  - {path: /chat/c, model: m, upstream: local}\n"
+    )
+    assert [route.policy.resume.enabled for route in load_config(file, env={}).routes] == [True, True, False]

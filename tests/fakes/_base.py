@@ -46,19 +46,21 @@ BEHAVIOURS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "garbage": {"code": 200, "body": b"this is not JSON \x00\xff{", "content_type": "application/json"},
         # Stream: `after` good chunks, one line/event that is not JSON (`line`: raw bytes, None -> the
         # dialect's framing of "this is not json"), then the rest. Non-stream: a truncated JSON body.
-        "malformed_line": {"after": 2, "line": None},
+        "malformed_line": {"after": 2, "line": None, "pause": 0.0},
         # Stream: `after` chunks then a TCP reset. Non-stream: headers and half the body, then a reset.
-        "reset_mid_stream": {"after": 2},
+        "reset_mid_stream": {"after": 2, "pause": 0.0},
         # Read the request, then reset the connection without a byte of answer.
         "reset_before_response": {},
         # Stream: `after` chunks, silence for `seconds`, then the rest. Non-stream: headers and half the
         # body, silence, the rest. The silence ends early when the client goes away.
-        "stall_mid_stream": {"after": 2, "seconds": 30.0},
+        "stall_mid_stream": {"after": 2, "seconds": 30.0, "pause": 0.0},
         # Wait `seconds` before anything (or, with headers_first, after the 200 headers) is sent.
         "slow_first_token": {"seconds": 1.0, "headers_first": False},
         # Stream: `after` chunks, then an in-band error (Ollama line / OpenAI SSE event), then the end.
         # Non-stream: a 500 with the dialect's error body.
-        "error_line": {"after": 2, "message": "fake upstream failure mid-stream"},
+        # (Every mid-stream fault: `pause` seconds of silence before it, so that it reaches the client in a
+        # read of its own rather than with the chunks before it.)
+        "error_line": {"after": 2, "message": "fake upstream failure mid-stream", "pause": 0.0},
         # ---- hostile upstreams: they answer, but what they send has no end, or is not theirs to send.
         # A 200 whose body never ends: `chunk_bytes` per write, until the client hangs up (or `max_bytes`,
         # a safety stop so a regression cannot eat the test machine). Non-stream: a JSON string that never
@@ -313,6 +315,7 @@ class FakeUpstream:
             "reply_tokens": reply_tokens,
             "reply_text": reply_text,
             "reply_tool_calls": None,
+            "reply_chunks": None,
             "chunk_delay": chunk_delay,
             "accept_any_model": accept_any_model,
             "probe_status": None,
@@ -348,6 +351,7 @@ class FakeUpstream:
     reply_tokens: int
     reply_text: str | Callable[[dict[str, Any]], str] | None
     reply_tool_calls: list[dict[str, Any]] | Callable[[dict[str, Any]], list[dict[str, Any]] | None] | None
+    reply_chunks: list[str] | None  # the answer's exact stream pieces (a word may be cut between two)
     chunk_delay: float
     accept_any_model: bool
     probe_status: int | None
@@ -404,6 +408,7 @@ class FakeUpstream:
             self._completed_streams = 0
             self._completed_requests = 0
             self._chat_count = 0
+            self._continued: list[str] = []
             # in_flight is live state, not a record: requests still open keep counting.
             self._max_in_flight = self._in_flight
 
@@ -412,6 +417,12 @@ class FakeUpstream:
         """Chat requests received, oldest first (a snapshot)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def continued(self) -> list[str]:
+        """The partial answers this fake was asked to continue, and did (oldest first, a snapshot)."""
+        with self._lock:
+            return list(self._continued)
 
     @property
     def received(self) -> list[RecordedRequest]:
@@ -783,6 +794,8 @@ class FakeUpstream:
         delay = self.chunk_delay
         for i in range(len(content) + 1):
             if i == fault_at:
+                if b.params.get("pause"):
+                    await asyncio.sleep(b["pause"])
                 if b.name == "malformed_line":
                     line = self.malformed_frame() if b["line"] is None else _as_bytes(b["line"])
                     await response.write(line)
@@ -875,12 +888,26 @@ class FakeUpstream:
             self._completed_requests += 1
 
     def reply_pieces(self, body: dict[str, Any], limit: int | None) -> tuple[tuple[str, ...], str]:
-        """The answer's chunks after the token limit, and the finish reason."""
+        """The answer's chunks after the token limit, and the finish reason.
+
+        A request whose last message is the assistant's, with a text P that begins the scripted answer T,
+        is continued when the fake continues such requests (`continued_prefix`): the answer is then
+        T[len(P):], deterministically, as a model continuing its own unfinished message would write it.
+        """
         text = self.reply_text
-        if text is None:
+        if self.reply_chunks is not None:
+            pieces = tuple(self.reply_chunks)
+        elif text is None:
             pieces = default_pieces(self.reply_tokens)
         else:
             pieces = split_words(text(body) if callable(text) else text)
+        prefix = self.continued_prefix(body)
+        if prefix:
+            whole = "".join(pieces)
+            if whole.startswith(prefix):
+                pieces = split_words(whole[len(prefix) :])
+                with self._lock:
+                    self._continued.append(prefix)
         if limit is not None and limit < len(pieces):
             return pieces[: max(limit, 0)], "length"
         return pieces, "stop"
@@ -915,6 +942,11 @@ class FakeUpstream:
     def on_chat_accepted(self, reply: Reply) -> None:
         """Called once a chat request passed the model check."""
 
+    def continued_prefix(self, body: dict[str, Any]) -> str | None:
+        """The partial answer a request asks this fake to continue (the text of its final assistant
+        message), when the fake continues requests like it; None otherwise (the default: it does not)."""
+        return None
+
     def authorize(self, request: web.BaseRequest) -> web.StreamResponse | None:
         return None
 
@@ -946,6 +978,18 @@ class FakeUpstream:
     def flood_frame(self) -> bytes:
         """A frame that carries nothing (an empty line, an SSE comment), repeated by `flood`."""
         raise NotImplementedError
+
+
+def final_assistant_text(body: dict[str, Any]) -> str | None:
+    """The text of a chat body's last message when that message is the assistant's, else None."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if not isinstance(last, dict) or last.get("role") != "assistant":
+        return None
+    content = last.get("content")
+    return content if isinstance(content, str) else None
 
 
 def quote_headers(request: web.BaseRequest) -> str:

@@ -20,6 +20,7 @@ from ._base import (
     count_prompt_tokens,
     count_words,
     fake_vector,
+    final_assistant_text,
     json_bytes,
 )
 
@@ -79,6 +80,7 @@ class FakeOllama(FakeUpstream):
         super().reset()
         self.loaded = []
         self.send_prompt_count = True  # False: leave prompt_eval_count out (a cached prompt)
+        self.continues = True  # /api/chat continues a final assistant message, as Ollama does
 
     def probe_routes(self) -> dict[str, ProbeMaker]:
         return {
@@ -195,6 +197,10 @@ class FakeOllama(FakeUpstream):
         return Reply(
             model, pieces, finish, prompt_tokens, body.get("stream", True) is not False, kind="completions"
         )
+
+    def continued_prefix(self, body: dict[str, Any]) -> str | None:
+        """Ollama's /api/chat continues a final assistant message by itself (`continues` turns it off)."""
+        return final_assistant_text(body) if self.continues else None
 
     def on_chat_accepted(self, reply: Reply) -> None:
         if reply.model not in self.loaded:

@@ -22,6 +22,7 @@ from ._base import (
     count_prompt_tokens,
     count_words,
     fake_vector,
+    final_assistant_text,
     json_bytes,
 )
 
@@ -122,6 +123,10 @@ class FakeOpenAI(FakeUpstream):
         self.api_key = self._initial_api_key
         # False: no usage at all, asked or not (llama-cpp-python ignores stream_options.include_usage)
         self.send_usage = True
+        # How this server continues a final assistant message (the router's `continuation:`): "vllm" only
+        # with continue_final_message: true and add_generation_prompt: false, "llama_cpp" always (assistant
+        # prefill), None never (it answers the conversation anew, as OpenAI's own API does)
+        self.continuation: str | None = None
 
     @property
     def base_url(self) -> str:
@@ -149,6 +154,18 @@ class FakeOpenAI(FakeUpstream):
             return None
         body = _error_object("Incorrect API key provided.", "authentication_error", "invalid_api_key")
         return web.Response(status=401, body=json_bytes(body), content_type=_JSON)
+
+    def continued_prefix(self, body: dict[str, Any]) -> str | None:
+        """A final assistant message is continued as the declared `continuation` server would."""
+        if self.continuation == "vllm":
+            if (
+                body.get("continue_final_message") is not True
+                or body.get("add_generation_prompt") is not False
+            ):
+                return None
+        elif self.continuation != "llama_cpp":
+            return None
+        return final_assistant_text(body)
 
     # ---- chat -----------------------------------------------------------------------------------
 
