@@ -26,9 +26,10 @@ not well defined), a break after the finish reason went out, and faults that are
 
 The resume runs in a task of its own, shielded from the relay's heartbeat waits (which cancel a silent
 read every `heartbeat_interval` to send a keepalive), so the client keeps getting heartbeats while the
-next upstream starts; the stream keeps its own stall clock (the relay's is turned off for it:
-`relay_policy`), since a stall is one more break it may resume. Closing the stream (the client left)
-cancels a resume under way and closes whichever upstream is active.
+next upstream starts. A stall is seen by the relay, which asks the stream whether it `survives` it (every
+other stream says no and the answer ends as before): this one starts its resume and says yes, so an
+unbroken stream pays no timer of its own. Closing the stream (the client left) cancels a resume under
+way and closes whichever upstream is active.
 
 A route without resume gets none of this: `Route.resume` is None (decided when the table is built), and
 the request path makes that one check.
@@ -38,14 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Collection, Set
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import msgspec
 
-from router.config.models import RoutePolicy
 from router.dispatch import Attempt, Lease, Trace, dispatch
 from router.errors import RouterError
 from router.events import EventBus
@@ -59,7 +58,7 @@ from router.upstreams.base import AnswerStats, ChatCall, EventStream, Limits, Up
 from router.upstreams.continuation import can_continue, continuation_body
 from router.upstreams.errors import BadUpstreamResponse, UpstreamError, UpstreamReset, UpstreamStalled
 
-__all__ = ["Answering", "ResumingStream", "cause_of", "relay_policy"]
+__all__ = ["Answering", "ResumingStream", "cause_of"]
 
 log = logging.getLogger("router.resume")
 
@@ -82,12 +81,6 @@ def cause_of(error: BaseException) -> str | None:
     if isinstance(error, BadUpstreamResponse):
         return "malformed"
     return "error"
-
-
-def relay_policy(policy: RoutePolicy) -> RoutePolicy:
-    """The policy the relay runs a resumable stream with: its stall clock off, since the stream keeps its
-    own (a stall is a break it may resume); heartbeats and `max_stream_duration` stay the relay's."""
-    return policy.model_copy(update={"stall_timeout": math.inf})
 
 
 class Answering(Protocol):
@@ -189,11 +182,10 @@ class ResumingStream(EventStream):
         self._pending: asyncio.Task[list[bytes]] | None = None  # a resume under way
         self._messages: list[Any] = answering.messages  # the current attempt's prompt, for an estimate
         self._attempt_open = True  # the current attempt's tokens are not in the sums yet
+        self._attempt_from = 0  # where the current attempt's text starts in `_pieces`
         self._earlier = [0, 0]  # prompt and completion tokens of the attempts that broke
         self._summed: AnswerStats | None = None  # the answer's stats once it was resumed
         self._loop = asyncio.get_running_loop()
-        self._stall = first_policy.stall_timeout
-        self._stall_at = self._loop.time() + self._stall
         self._observe(first)
 
     async def read(self) -> list[bytes] | None:
@@ -213,32 +205,30 @@ class ResumingStream(EventStream):
                     self._pending = None
                     raise
                 self._pending = None
-                self._stall_at = self._loop.time() + self._stall
                 return batch
-            error: UpstreamError
             try:
-                async with asyncio.timeout_at(self._stall_at):
-                    batch_or_end = await self.inner.read()
-            except TimeoutError:
-                error = UpstreamStalled(
-                    f"the model sent nothing for {self._stall:g}s (the route's stall_timeout); answer cut off"
-                )
-            except UpstreamError as failure:
-                error = failure
-            else:
-                if batch_or_end:
-                    self._stall_at = self._loop.time() + self._stall
-                    if self._resumes:
-                        return self._stitch(batch_or_end)
-                    return self._observe(batch_or_end)
-                if batch_or_end is None:
+                batch_or_end = await self.inner.read()
+            except UpstreamError as error:
+                if not self.survives(error):
                     self._fold()
-                return batch_or_end
-            cause = cause_of(error)
-            if cause is None or self._blocked or self._finished or self._resumes >= self._max_resumes:
+                    raise
+                continue
+            if batch_or_end:
+                return self._stitch(batch_or_end) if self._resumes else self._observe(batch_or_end)
+            if batch_or_end is None:
                 self._fold()
-                raise error
-            self._pending = self._loop.create_task(self._resume(error, cause))
+            return batch_or_end
+
+    def survives(self, error: RouterError) -> bool:
+        """Resume after `error` (a break of the read, or the relay's stall) if the answer may be resumed:
+        the resume starts now and the next reads take its continuation. True while one is under way."""
+        if self._pending is not None:
+            return True
+        cause = cause_of(error)
+        if cause is None or self._blocked or self._finished or self._resumes >= self._max_resumes:
+            return False
+        self._pending = self._loop.create_task(self._resume(error, cause))
+        return True
 
     def close(self) -> None:
         """Cancel a resume under way, close the active upstream, and settle the answer's counts."""
@@ -253,7 +243,7 @@ class ResumingStream(EventStream):
 
     # ---- resuming ------------------------------------------------------------------------------------
 
-    async def _resume(self, error: UpstreamError, cause: str) -> list[bytes]:
+    async def _resume(self, error: RouterError, cause: str) -> list[bytes]:
         """Continue the answer on another upstream; its first payloads, stitched. Raises `error` when no
         upstream can continue it (or none is left within the token budget)."""
         answering = self._answering
@@ -309,12 +299,14 @@ class ResumingStream(EventStream):
         self.inner = stream
         answering.continue_on(lease)
         self._serving = (lease.route.path, lease.replica.name)
-        self._stall = lease.route.config.policy.stall_timeout
         self._upstreams.append(lease.upstream_name)
         self._resumes += 1
         record.resumes, record.upstreams = self._resumes, list(self._upstreams)
-        self._messages = [*body["messages"], {"role": "assistant", "content": partial}]
+        self._messages = (
+            [*body["messages"], {"role": "assistant", "content": partial}] if partial else body["messages"]
+        )
         self._attempt_open = True
+        self._attempt_from = len(self._pieces)
         self._announce(cause, broken, lease.upstream_name, str(error), error)
         return self._stitch(first)
 
@@ -427,11 +419,13 @@ class ResumingStream(EventStream):
         self._attempt_open = False
         stats = self.inner.stats
         record = self._answering.record
+        # what this attempt relayed (the adapters' `chars` may also count text that was never relayed)
+        chars = sum(map(len, self._pieces[self._attempt_from :]))
         prompt, completion = stats.prompt_tokens, stats.completion_tokens
         if prompt is None:
             prompt, record.prompt_estimated = estimate_prompt(self._messages), True
         if completion is None:
-            completion, record.completion_estimated = estimate_tokens(stats.chars), True
+            completion, record.completion_estimated = estimate_tokens(chars), True
         self._earlier[0] += prompt
         self._earlier[1] += completion
         summed = self._summed
@@ -439,7 +433,7 @@ class ResumingStream(EventStream):
             summed = self._summed = AnswerStats(model=stats.model)
             self.stats = self._answering.stats = summed
         summed.prompt_tokens, summed.completion_tokens = self._earlier
-        summed.chars += stats.chars
+        summed.chars += chars
         summed.finish_reason = stats.finish_reason
         summed.text = self._pieces if self._collect else None
 

@@ -82,9 +82,13 @@ async def relay(
                     batch = await stream.read()
             except TimeoutError:
                 if loop.time() - last_data >= stall:
-                    raise UpstreamStalled(
+                    stalled = UpstreamStalled(
                         f"the model sent nothing for {stall:g}s (the route's stall_timeout); answer cut off"
-                    ) from None
+                    )
+                    if not stream.survives(stalled):  # a resumable stream goes on elsewhere (router.resume)
+                        raise stalled from None
+                    last_data = loop.time()
+                    continue
                 if loop.time() >= ends:
                     raise too_long(policy) from None
                 yield keepalive

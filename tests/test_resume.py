@@ -520,3 +520,37 @@ def test_ollama_clients_see_one_answer(fakes: Callable[[str], FakeUpstream], sta
     assert lines[-1]["done_reason"] == "stop" and "error" not in lines[-1]
     assert lines[-1]["router"] == {"upstreams": ["a", "b"], "resumes": 1}
     assert_continued(b, "llama_cpp", "Hello", MESSAGES)
+
+
+# ---- the official SDKs read a resumed answer as one --------------------------------------------------
+
+
+def test_the_sdks_read_one_answer(fakes: Callable[[str], FakeUpstream], start_router: Start) -> None:
+    import anthropic
+    import ollama
+    import openai
+
+    a, b = fakes("ollama"), fakes("vllm")
+    router = start_router(replicas_table({"a": (a, "ollama"), "b": (b, "vllm")}))
+
+    break_after(a, "reset", 2)
+    sdk = openai.OpenAI(base_url=router.url + "/v1", api_key="unused", max_retries=0)
+    events = list(sdk.chat.completions.create(model="m", messages=MESSAGES, stream=True))  # type: ignore[arg-type]
+    assert "".join(e.choices[0].delta.content or "" for e in events if e.choices) == TEXT
+    assert [e.choices[0].finish_reason for e in events if e.choices and e.choices[0].finish_reason] == [
+        "stop"
+    ]
+    assert (events[-1].model_extra or {}).get("router") == {"upstreams": ["a", "b"], "resumes": 1}
+
+    break_after(a, "error", 1)
+    claude = anthropic.Anthropic(base_url=router.url, api_key="unused", max_retries=0)
+    with claude.messages.stream(model="m", max_tokens=100, messages=MESSAGES) as messages:  # type: ignore[arg-type]
+        final = messages.get_final_message()
+    assert [block.text for block in final.content if block.type == "text"] == [TEXT]
+    assert final.stop_reason == "end_turn"
+
+    break_after(a, "stall", 2)
+    parts = list(ollama.Client(host=router.url).chat(model="m", messages=MESSAGES, stream=True))
+    assert "".join(part.message.content or "" for part in parts) == TEXT
+    assert parts[-1].done and parts[-1].done_reason == "stop"
+    assert a.chat_count == 3 and b.continued == ["Hello wor", "Hello", "Hello wor"]

@@ -27,7 +27,7 @@ from router.errors import InvalidRequest, Redact, RouterError
 from router.observability import Observer
 from router.observability.telemetry import Telemetry
 from router.registry import Registry
-from router.resume import ResumingStream, relay_policy
+from router.resume import ResumingStream
 from router.security import Access
 from router.streaming import SSEResponse
 from router.table import Route
@@ -208,7 +208,6 @@ async def answer(
             stream = ResumingStream(
                 stream, first, lease, route, request, body, exchange, registry, streamed, allowed, collect
             )
-            policy = relay_policy(policy)
         headers = exchange.serve(lease, stream.stats)
         if exchange.turn is not None:
             stream = TurnSavingStream(stream, exchange)

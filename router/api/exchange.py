@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from router.dispatch import Lease
 from router.echo import shown
+from router.errors import RouterError
 from router.observability import Observer, RequestRecord
 from router.observability.tokens import estimate_prompt, estimate_tokens
 from router.upstreams.base import AnswerStats, EventStream
@@ -192,3 +193,7 @@ class TurnSavingStream(EventStream):
     def close(self) -> None:
         """Close the inner stream."""
         self.inner.close()
+
+    def survives(self, error: RouterError) -> bool:
+        """What the inner stream says (a resumable one may go on after a stall)."""
+        return self.inner.survives(error)

@@ -153,6 +153,11 @@ class EventStream(ABC):
     def close(self) -> None:
         """Drop the connection now; for an unfinished answer this is what stops the model generating."""
 
+    def survives(self, error: RouterError) -> bool:
+        """Whether the answer goes on after `error`, a failure the relay saw itself (a stall): a resumable
+        stream (router.resume) starts its resume and says True; every other stream ends (False)."""
+        return False
+
 
 class UpstreamAdapter(ABC):
     """One model server, with its own pooled HTTP client shared by every route that uses it."""
