@@ -435,6 +435,22 @@ def test_the_client_leaving_during_a_resume_cancels_the_continuation(
     wait_for(lambda: router.sync(lambda: router.runtime.current.table.routes[0].replicas[1].in_flight) == 0)
 
 
+def test_the_client_leaving_during_the_continuation_closes_it(
+    fakes: Callable[[str], FakeUpstream], start_router: Start
+) -> None:
+    a, b = fakes("ollama"), fakes("ollama")
+    router = start_router(replicas_table({"a": (a, "ollama"), "b": (b, "ollama")}, stall_timeout=5))
+    break_after(a, "error", 2)
+    b.chunk_delay = 1.0  # the continuation's first piece comes at once, the next ones slowly
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", router.url + "/chat/m", json={"messages": MESSAGES, "stream": True}) as r:
+            lines = r.iter_lines()
+            while "ld," not in next(lines):  # the continuation's first piece reached the client
+                pass
+    wait_for(lambda: b.disconnects == 1, timeout=0.9)  # before its next piece was due
+    assert b.completed_streams == 0
+
+
 # ---- sessions and dialects -------------------------------------------------------------------------
 
 
