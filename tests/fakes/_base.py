@@ -284,12 +284,15 @@ class FakeUpstream:
     Knobs (plain attributes, read once per request): `models`, `reply_tokens`, `reply_text`,
     `reply_tool_calls` (a list of {"name", "arguments"} the model calls after its text, or a function of
     the request body returning one; an empty list or None: no call),
-    `chunk_delay`, `probe_status`, `probe_delay`, `accept_any_model`, and for hostile probes
+    `reply_chunks` (the exact stream pieces, a word may be cut between two), `chunk_delay`,
+    `probe_status`, `probe_delay`, `accept_any_model`, and for hostile probes
     `probe_location` (probes answer a redirect there: `probe_status` if it is a 3xx, else 307) and
     `probe_echo_headers` (a failing probe's error message quotes the request's headers) and
     `probe_endless` (probes answer 200 with a JSON body that never ends, as `endless_body` does).
     Every request on any path is kept in `received` (when `record_requests`), so a server that should
-    have been left alone (a redirect's target) can show it was.
+    have been left alone (a redirect's target) can show it was. A request asking to continue a partial
+    answer (its last message the assistant's) is continued as the dialect's server would
+    (`continued_prefix`: FakeOllama's `continues`, FakeOpenAI's `continuation`), and noted in `continued`.
     """
 
     kind: ClassVar[str] = "base"
