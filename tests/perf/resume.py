@@ -1,6 +1,7 @@
 """Resume: what it costs a stream that does not break, and how long resuming a broken one takes.
 
-python -m tests.perf.resume [--rounds 6] [--streams 60] [--resumes 30] [--ttft-ms 20] [--profile]
+python -m tests.perf.resume [--rounds 6] [--streams 60] [--resumes 30] [--ttft-ms 20] [--micro-streams 300]
+                            [--profile]
 
 (a) Streams that do not break, resume on against resume off, one router, one run: `/chat/on` and
     `/chat/off` are the same two replicas of the SSE upstream (tests/perf/sse_upstream.py, 200 chunks sent
@@ -16,6 +17,8 @@ python -m tests.perf.resume [--rounds 6] [--streams 60] [--resumes 30] [--ttft-m
     resume adds no more than that time plus 5 ms. Every resumed stream is checked: the 20 partial chunks,
     then the 20 continued ones, one finish_reason, `data: [DONE]`.
 
+Then (a) again in process (tests/perf/resume_micro.py): the router's own CPU per stream without sockets,
+on the router's core once the processes above are stopped.
 --profile: py-spy samples the router for 8 s of /chat/on streams afterwards (where its time goes).
 Pinning as in `python -m tests.perf`: the router alone on core 1; the upstreams and this client on core 0.
 Everything runs on 127.0.0.1, is stopped on exit and bounded by TIME_LIMIT. Writes
@@ -43,6 +46,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.perf import resume_micro
 from tests.perf.__main__ import (
     LOADGEN_CPU,
     PERF,
@@ -248,7 +252,13 @@ def write_csv(rows: list[dict[str, Any]]) -> None:
 
 
 def report(
-    rows: list[dict[str, Any]], seams: list[float], ttfts: list[float], args: Any, load: str, top: list[str]
+    rows: list[dict[str, Any]],
+    seams: list[float],
+    ttfts: list[float],
+    args: Any,
+    load: str,
+    top: list[str],
+    micro: dict[str, list[float]],
 ) -> str:
     med = statistics.median
 
@@ -260,6 +270,7 @@ def report(
         "",
         f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python -m "
         f"tests.perf.resume --rounds {args.rounds} --streams {args.streams} --resumes {args.resumes} "
+        f"--micro-streams {args.micro_streams} "
         f"--ttft-ms {args.ttft_ms:g}{' --profile' if args.profile else ''}`",
         f"- machine: nproc {os.cpu_count()}, Linux {platform.release()}, Python {platform.python_version()}; "
         f"load average before the run {load} (shared with other engineers: compare within this run)",
@@ -289,6 +300,19 @@ def report(
         f"| router CPU per stream over the whole run, ms | {whole['off']:.3f} | {whole['on']:.3f} | "
         f"{whole['on'] - whole['off']:+.3f} ({(whole['on'] / whole['off'] - 1) * 100:+.1f}%) |"
     )
+    fast_on, fast_off = min(micro["on"]), min(micro["off"])
+    per_chunk_ns = (fast_on - fast_off) / resume_micro.CHUNKS * 1000
+    lines += [
+        "",
+        f"In process (tests/perf/resume_micro.py: the router's ASGI entry, a canned upstream, no sockets; "
+        f"{len(micro['on'])} alternating rounds of {args.micro_streams} streams of {resume_micro.CHUNKS} "
+        "chunks; CPU time per stream, best round):",
+        "",
+        "| resume off, µs | resume on, µs | added per stream, µs | added per chunk, ns |",
+        "|---|---|---|---|",
+        f"| {fast_off:.1f} | {fast_on:.1f} | {fast_on - fast_off:+.1f} "
+        f"({(fast_on / fast_off - 1) * 100:+.1f}%) | {per_chunk_ns:+.0f} |",
+    ]
     added = [s - d for s, d in zip(seams, ttfts, strict=True)]
     lines += [
         "",
@@ -327,6 +351,7 @@ def main() -> int:
     parser.add_argument("--resumes", type=int, default=30, help="per round, in (b)")
     parser.add_argument("--ttft-ms", type=float, default=20.0, help="the continuing upstream's delay")
     parser.add_argument("--profile", action="store_true", help="py-spy the router on /chat/on streams")
+    parser.add_argument("--micro-streams", type=int, default=300, help="per round, in process")
     args = parser.parse_args()
     load = f"{os.getloadavg()[0]:.2f}"
 
@@ -341,6 +366,7 @@ def main() -> int:
     seams: list[float] = []
     ttfts: list[float] = []
     top: list[str] = []
+    micro: dict[str, list[float]] = {}
     try:
         sse, resume_up = free_port(), free_port()
         argv = [sys.executable, "-m", "tests.perf.sse_upstream", "--port", str(sse), "--chunks", str(CHUNKS)]
@@ -384,12 +410,23 @@ def main() -> int:
             print(f"round {n + 1}/{args.rounds} done", flush=True)
         if args.profile:
             top = profile_on(procs, router, proc.pid, tmp / "resume-on.txt")
+        # in process, on the router's core, while nothing else of ours runs
+        procs.stop_all()
+        mine = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {ROUTER_CPU})
+        try:
+            micro = resume_micro.run(max(args.rounds, 5), args.micro_streams)
+        finally:
+            os.sched_setaffinity(0, mine)
+        for variant, values in micro.items():
+            for n, us in enumerate(values):
+                rows.append({"phase": "in-process", "round": n, "variant": variant, "cpu_us_per_stream": us})
     finally:
         signal.alarm(0)
         procs.stop_all()
     RESULTS.mkdir(exist_ok=True)
     write_csv(rows)
-    text = report(rows, seams, ttfts, args, load, top)
+    text = report(rows, seams, ttfts, args, load, top, micro)
     (RESULTS / "resume.md").write_text(text)
     print(text)
     return 0

@@ -1,5 +1,6 @@
-"""The resume benchmark's own pieces over real sockets: its upstream breaks and continues as it says, and a
-router resuming through it passes the benchmark's checks (tests/perf/resume.py)."""
+"""The resume benchmark's own pieces: its upstream breaks and continues as it says, a router resuming through
+it passes the benchmark's checks (over real sockets), and the in-process measure serves whole streams
+(tests/perf/resume.py, tests/perf/resume_micro.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.perf import resume_micro
 from tests.perf.resume import resume_round, router_config, tags
 from tests.perf.resume_upstream import BREAK_CHUNKS, CONT_CHUNKS
 from tests.support.router_server import RunningRouter
@@ -81,3 +83,9 @@ def test_a_router_resuming_through_it_passes_the_benchmarks_checks(upstream: int
     # finish_reason, [DONE]; the seam holds the continuing upstream's wait
     assert len(got["seam"]) == len(got["direct"]) == 2
     assert all(ms >= TTFT * 1000 for ms in got["seam"] + got["direct"])
+
+
+def test_the_in_process_measure_serves_whole_streams_on_both_routes() -> None:
+    per = resume_micro.run(rounds=2, streams=3)  # raises unless every stream ended with [DONE]
+    assert len(per["on"]) == len(per["off"]) == 2  # each round serves both routes
+    assert all(us > 0 for us in per["on"] + per["off"])
