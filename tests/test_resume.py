@@ -160,8 +160,9 @@ def assert_continued(server: FakeUpstream, kind: str, partial: str, before: list
     assert messages[-1] == {"role": "assistant", "content": partial}
     assert [(m["role"], m["content"]) for m in messages[:-1]] == [(m["role"], m["content"]) for m in before]
     body = server.last_request.json
-    if kind == "vllm":
+    if kind in ("vllm", "llama_cpp"):  # llama-server reads vLLM's fields too (docs/resume.md)
         assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+        assert body["echo"] is False
     else:
         assert "continue_final_message" not in body and "add_generation_prompt" not in body
     assert server.continued == [partial]

@@ -6,12 +6,21 @@ to another upstream with the partial answer as the assistant's last message, whi
 `continuation:` in the table; this module is the one place that knows them:
 
 - `ollama`: `/api/chat` continues a final assistant message by itself (the adapter sends it as the last
-  message, like any other);
-- `vllm`: the OpenAI body gets `continue_final_message: true` and `add_generation_prompt: false` (vLLM's
-  chat template options; without them the final assistant message is closed and a new turn begins);
+  message, like any other) when the model's template leaves that message open: templates written with
+  `.Prompt`/`.Response` always do, a `.Messages` template only if it is written to (docs/resume.md says
+  how to check one; declare `none` for a model whose template closes it);
+- `vllm`: the OpenAI body gets `continue_final_message: true` and `add_generation_prompt: false` (vLLM
+  refuses the first without the second, whose default is true; without them the final assistant message
+  is closed and a new turn begins), and `echo: false`, so that a client's own `echo` cannot make the
+  server repeat the partial answer at the head of its continuation;
 - `llama_cpp`: llama.cpp's `llama-server` continues a final assistant message by itself (assistant
-  prefill), nothing extra is sent;
-- `none`: the server cannot be asked to continue; such upstreams are never chosen to resume a stream.
+  prefill, on unless it runs with `--no-prefill-assistant`); the same three fields as for vLLM are sent
+  too: builds since May 2026 read them (the continuation is then asked for explicitly, whatever the
+  server's prefill flag, and `echo: false` keeps the partial out of the answer), older builds continue by
+  their prefill alone (it overrides `add_generation_prompt`);
+- `none`: the server cannot be asked to continue (llama-cpp-python's server is one: it closes the final
+  assistant message and starts a new turn, whatever the request says); such upstreams are never chosen
+  to resume a stream.
 
 The body built here is the internal (OpenAI chat) body; each adapter translates it as usual.
 """
@@ -25,10 +34,17 @@ Mechanism = Literal["ollama", "vllm", "llama_cpp", "none"]
 CONTINUES: frozenset[str] = frozenset({"ollama", "vllm", "llama_cpp"})
 """The mechanisms that can continue a final assistant message (every one but `none`)."""
 
+_CONTINUE_FINAL_MESSAGE: dict[str, Any] = {
+    "continue_final_message": True,
+    "add_generation_prompt": False,
+    "echo": False,
+}
+"""vLLM's chat-template options for continuing the final message, which llama-server reads too."""
+
 _EXTRA_FIELDS: dict[str, dict[str, Any]] = {
     "ollama": {},
-    "vllm": {"continue_final_message": True, "add_generation_prompt": False},
-    "llama_cpp": {},
+    "vllm": _CONTINUE_FINAL_MESSAGE,
+    "llama_cpp": _CONTINUE_FINAL_MESSAGE,
 }
 
 

@@ -24,8 +24,9 @@ BODY: dict[str, Any] = {"messages": [USER], "stream": True, "max_tokens": 9}
     ("mechanism", "extra"),
     [
         ("ollama", {}),
-        ("llama_cpp", {}),
-        ("vllm", {"continue_final_message": True, "add_generation_prompt": False}),
+        # llama-server reads vLLM's fields since May 2026 and continues by default before (docs/resume.md)
+        ("llama_cpp", {"continue_final_message": True, "add_generation_prompt": False, "echo": False}),
+        ("vllm", {"continue_final_message": True, "add_generation_prompt": False, "echo": False}),
     ],
 )
 def test_the_partial_answer_is_the_final_assistant_message(mechanism: str, extra: dict[str, Any]) -> None:
