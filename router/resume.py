@@ -127,6 +127,8 @@ class _Chunk(msgspec.Struct):
 
 _read_chunk = msgspec.json.Decoder(_Chunk).decode
 
+_OVERHEAD = 64  # what a kept payload costs beyond its bytes (the bytes object and its list slot), rounded up
+
 
 @dataclass(slots=True)
 class _Tally:
@@ -174,7 +176,9 @@ class ResumingStream(EventStream):
         self._serving = (lease.route.path, lease.replica.name)  # the attempt now relayed
         self._upstreams = [lease.upstream_name]
         self._failed: list[tuple[str, str]] = []  # (route path, replica) of every attempt that broke
-        self._pieces: list[str] = []  # the answer's content so far, as relayed
+        self._pieces: list[str] = []  # the answer's content so far, as relayed (once read)
+        self._raw: list[bytes] | None = []  # the first attempt's payloads not read yet; None: never again
+        self._raw_left = self._keep_raw = route.resume.keep_raw_bytes  # what `_raw` may still hold
         self._blocked = False  # tool calls, reasoning or an unreadable chunk relayed: never resumed
         self._finished = False  # a finish reason relayed: the answer was complete
         self._head: dict[str, Any] | None = None  # the first chunk's id, created and model
@@ -225,7 +229,10 @@ class ResumingStream(EventStream):
         if self._pending is not None:
             return True
         cause = cause_of(error)
-        if cause is None or self._blocked or self._finished or self._resumes >= self._max_resumes:
+        if cause is None or self._resumes >= self._max_resumes:
+            return False
+        self._read_raw()
+        if self._blocked or self._finished:
             return False
         self._pending = self._loop.create_task(self._resume(error, cause))
         return True
@@ -249,6 +256,7 @@ class ResumingStream(EventStream):
         answering = self._answering
         record = answering.record
         broken = self._upstreams[-1]
+        self._read_raw()  # `survives` read them; nothing came in between, but the text must be whole
         self._failed.append(self._serving)
         self.inner.close()
         self._close_attempt()
@@ -347,9 +355,28 @@ class ResumingStream(EventStream):
     # ---- what was relayed ------------------------------------------------------------------------------
 
     def _observe(self, payloads: list[bytes]) -> list[bytes]:
-        """Note the first attempt's chunks (they are relayed untouched): the text, and what forbids a
-        resume (tool calls, reasoning, a finish reason)."""
-        for payload in payloads:
+        """Keep the first attempt's chunks (they are relayed untouched) to be read at a break: an unbroken
+        stream pays a list extend per batch. Past `resume.keep_raw_bytes` of them they are read now
+        (`_read_raw`), and only their text is kept."""
+        raw = self._raw
+        if raw is not None:
+            raw.extend(payloads)
+            left = self._raw_left
+            for payload in payloads:
+                left -= len(payload) + _OVERHEAD
+            self._raw_left = left
+            if left < 0:
+                self._read_raw()
+        return payloads
+
+    def _read_raw(self) -> None:
+        """Read the kept chunks: the text, the head, and what forbids a resume (tool calls, reasoning, a
+        finish reason, a chunk we cannot read). Once a resume is forbidden, later chunks are not kept."""
+        raw = self._raw
+        if not raw:
+            return
+        self._raw, self._raw_left = [], self._keep_raw
+        for payload in raw:
             try:
                 chunk = _read_chunk(payload)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -367,7 +394,8 @@ class ResumingStream(EventStream):
                         self._blocked = True
                 if choice.finish_reason:
                     self._finished = True
-        return payloads
+        if self._blocked or self._finished:
+            self._raw = None  # this attempt is never resumed: nothing more to note
 
     def _stitch(self, payloads: list[bytes]) -> list[bytes]:
         """A continuation's chunks as part of the first attempt's stream: its id, created and model, no
