@@ -117,22 +117,27 @@ async def test_a_break_reads_the_kept_chunks_and_continues_the_whole_text(decode
     core.assert_idle()
 
 
-async def test_past_keep_raw_bytes_the_chunks_are_read_as_they_go(decoded: list[bytes]) -> None:
+async def test_past_keep_raw_bytes_the_chunks_are_read_as_they_go(
+    decoded: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(router.resume, "_CHECK_EVERY", 4)  # the kept bytes are summed every 4 payloads
     first = words(24)  # 24 characters: 6 tokens of the 8 allowed
-    bound = 5 * (len(first[1]) + 64)  # about five chunks
+    bound = 5 * (len(first[1]) + 64)  # five chunks' worth: past it at the second sum, at 8 kept
     core = await build_core(
         {"a": [Answer()], "b": [Answer(chunks=("!",))]}, routes(bound), upstream_settings=CONTINUES
     )
     stream, answering = await first_attempt(core, first, breaks=True)
     kept: list[int] = []
+    read_before_the_break = 0
     while (batch := await stream.read()) is not None:
         assert batch
         kept.append(len(stream._raw or ()))
-        if len(kept) == 12:
-            assert 6 <= len(decoded) <= 12  # read as the stream went, before any break
-    assert max(kept) <= 5  # never more than the bound's worth held
+        if len(kept) == 20:
+            read_before_the_break = len(decoded)
+    assert max(kept) < 8  # never more than the bound and one sum's worth held
+    assert read_before_the_break == 16  # read in blocks of 8 as the stream went
     stream.close()
-    assert sorted(decoded) == sorted(first) and len(decoded) == len(first)  # each read exactly once
+    assert decoded == first  # each read exactly once, in order
     assert core.adapters["b"].calls[0].body["messages"][-1]["content"] == "w" * 24
     assert answering.lease is not None
     answering.lease.finish(None)
