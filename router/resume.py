@@ -20,6 +20,12 @@ routes), and its chunks are stitched into the same client stream:
   tokens the broken attempts generated, estimated from their characters when they did not say);
 - bounded by `max_resumes`: the next break ends the stream with its error event, as without resume.
 
+What was relayed is noted lazily: the first attempt's payloads are kept as they are and read (the text,
+the head chunk's id, what forbids a resume) only when a break asks whether the answer may be resumed, so
+a stream that never breaks parses none of them for resuming. `resume.keep_raw_bytes` bounds what one
+stream keeps: past it the kept payloads are read at once and only their text stays (a long answer then
+pays the parse as it goes, and holds its text, not its chunks).
+
 Never resumed (the stream ends with its error event, as without resume): a break once tool-call or
 reasoning deltas were relayed (continuing a half-sent call, or reasoning the next model cannot see, is
 not well defined), a break after the finish reason went out, and faults that are not the upstream's.
@@ -127,6 +133,12 @@ class _Chunk(msgspec.Struct):
 
 _read_chunk = msgspec.json.Decoder(_Chunk).decode
 
+_OVERHEAD = 64  # what a kept payload costs beyond its bytes (the bytes object and its list slot), rounded up
+# The kept payloads' bytes are summed every this many payloads, not per payload (summing per payload cost
+# an unbroken 200-chunk stream ~15 us, about as much as keeping them): so `keep_raw_bytes` may be exceeded
+# by up to this many payloads (each at most the upstream's `max_line_bytes`) before they are read.
+_CHECK_EVERY = 16
+
 
 @dataclass(slots=True)
 class _Tally:
@@ -174,7 +186,12 @@ class ResumingStream(EventStream):
         self._serving = (lease.route.path, lease.replica.name)  # the attempt now relayed
         self._upstreams = [lease.upstream_name]
         self._failed: list[tuple[str, str]] = []  # (route path, replica) of every attempt that broke
-        self._pieces: list[str] = []  # the answer's content so far, as relayed
+        self._pieces: list[str] = []  # the answer's content so far, as relayed (once read)
+        self._raw: list[bytes] | None = []  # the first attempt's payloads not read yet; None: never again
+        self._keep_raw = route.resume.keep_raw_bytes
+        self._raw_left = self._keep_raw  # what `_raw` may still hold, as of its first `_raw_summed` payloads
+        self._raw_summed = 0
+        self._check_at = _CHECK_EVERY if self._keep_raw else 1  # `_raw`'s length at which to sum it again
         self._blocked = False  # tool calls, reasoning or an unreadable chunk relayed: never resumed
         self._finished = False  # a finish reason relayed: the answer was complete
         self._head: dict[str, Any] | None = None  # the first chunk's id, created and model
@@ -214,7 +231,13 @@ class ResumingStream(EventStream):
                     raise
                 continue
             if batch_or_end:
-                return self._stitch(batch_or_end) if self._resumes else self._observe(batch_or_end)
+                raw = self._raw
+                if raw is not None:  # `_observe`, inline: this is all an unbroken stream pays per batch
+                    raw.extend(batch_or_end)
+                    if len(raw) >= self._check_at:
+                        self._check_raw()
+                    return batch_or_end
+                return self._stitch(batch_or_end) if self._resumes else batch_or_end
             if batch_or_end is None:
                 self._fold()
             return batch_or_end
@@ -225,7 +248,10 @@ class ResumingStream(EventStream):
         if self._pending is not None:
             return True
         cause = cause_of(error)
-        if cause is None or self._blocked or self._finished or self._resumes >= self._max_resumes:
+        if cause is None or self._resumes >= self._max_resumes:
+            return False
+        self._read_raw()
+        if self._blocked or self._finished:
             return False
         self._pending = self._loop.create_task(self._resume(error, cause))
         return True
@@ -249,9 +275,11 @@ class ResumingStream(EventStream):
         answering = self._answering
         record = answering.record
         broken = self._upstreams[-1]
+        self._read_raw()  # `survives` read them; nothing came in between, but the text must be whole
         self._failed.append(self._serving)
         self.inner.close()
         self._close_attempt()
+        self._raw = None  # what comes next is the continuation's (`_stitch` notes it)
         answering.attempt_broke(error)
         partial = "".join(self._pieces)
         remaining = None if self._budget is None else self._budget - self._earlier[1]
@@ -347,9 +375,38 @@ class ResumingStream(EventStream):
     # ---- what was relayed ------------------------------------------------------------------------------
 
     def _observe(self, payloads: list[bytes]) -> list[bytes]:
-        """Note the first attempt's chunks (they are relayed untouched): the text, and what forbids a
-        resume (tool calls, reasoning, a finish reason)."""
-        for payload in payloads:
+        """Keep the first attempt's chunks (they are relayed untouched) to be read at a break: an unbroken
+        stream pays a list extend per batch. Past `resume.keep_raw_bytes` of them they are read now
+        (`_read_raw`), and only their text is kept. `read` does the same inline."""
+        raw = self._raw
+        if raw is not None:
+            raw.extend(payloads)
+            if len(raw) >= self._check_at:
+                self._check_raw()
+        return payloads
+
+    def _check_raw(self) -> None:
+        """Sum the payloads kept since the last check; past `keep_raw_bytes`, read them all now."""
+        raw = self._raw
+        assert raw is not None
+        count = len(raw)
+        new = raw[self._raw_summed :]
+        self._raw_left -= sum(map(len, new)) + _OVERHEAD * len(new)
+        self._raw_summed = count
+        if self._raw_left < 0:
+            self._read_raw()
+        else:
+            self._check_at = count + _CHECK_EVERY
+
+    def _read_raw(self) -> None:
+        """Read the kept chunks: the text, the head, and what forbids a resume (tool calls, reasoning, a
+        finish reason, a chunk we cannot read). Once a resume is forbidden, later chunks are not kept."""
+        raw = self._raw
+        if not raw:
+            return
+        self._raw, self._raw_left, self._raw_summed = [], self._keep_raw, 0
+        self._check_at = _CHECK_EVERY if self._keep_raw else 1
+        for payload in raw:
             try:
                 chunk = _read_chunk(payload)
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -367,7 +424,8 @@ class ResumingStream(EventStream):
                         self._blocked = True
                 if choice.finish_reason:
                     self._finished = True
-        return payloads
+        if self._blocked or self._finished:
+            self._raw = None  # this attempt is never resumed: nothing more to note
 
     def _stitch(self, payloads: list[bytes]) -> list[bytes]:
         """A continuation's chunks as part of the first attempt's stream: its id, created and model, no

@@ -47,6 +47,9 @@ class ResumePolicy(FrozenModel):
 
     enabled: bool = False
     max_resumes: int = Field(default=1, ge=1, le=5)
+    # Relayed chunks kept unparsed until a break (router.resume): an unbroken stream never parses them; the
+    # bound is on what one stream holds (a raw chunk is several times its text).
+    keep_raw_bytes: int = Field(default=256 * 1024, ge=0, le=16 * 1024 * 1024)
 
 
 class CircuitBreakerPolicy(FrozenModel):
