@@ -49,7 +49,7 @@ if models_answer; then
 else
     echo "run: starting llama-cpp-python with $(basename "$model") on 127.0.0.1:$llama_port (log: $llama_log)"
     "$py" -m llama_cpp.server --model "$model" --host 127.0.0.1 --port "$llama_port" \
-        --model_alias smollm2 --n_ctx 2048 >"$llama_log" 2>&1 &
+        --model_alias smollm2 --n_ctx 2048 --interrupt_requests False >"$llama_log" 2>&1 &
     children+=($!)
     deadline=$((SECONDS + wait_seconds))
     until models_answer; do

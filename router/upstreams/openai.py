@@ -28,7 +28,7 @@ from router.upstreams.base import (
     UnsupportedCall,
     new_stats,
 )
-from router.upstreams.errors import BadUpstreamResponse, UpstreamStatus
+from router.upstreams.errors import BadUpstreamResponse, UpstreamReset, UpstreamStatus
 from router.upstreams.http import (
     HttpAdapter,
     LineStream,
@@ -247,11 +247,26 @@ class OpenAIStream(LineStream):
             return []  # blank separators, comments (keepalives), `event:`/`id:` fields
         payload = line[5:].strip()
         if payload == b"[DONE]":
+            if self.stats.finish_reason is None:
+                raise self._cut_off()
             self.done = True
             return []
         if self._check(payload) and self.drop_usage:
             return []
         return [payload]
+
+    def _cut_off(self) -> UpstreamReset:
+        """`[DONE]` before any choice finished: the answer was cut off, whatever the end marker says.
+
+        Every OpenAI-compatible server ends a complete answer's last choice with a `finish_reason`;
+        llama-cpp-python's server sends `[DONE]` without one when it interrupts a generation for the next
+        request (its `interrupt_requests`), and passing that on as a clean end would hide a truncation.
+        """
+        return UpstreamReset(
+            f"upstream at {self.url} ended the stream ([DONE]) before the answer finished (no finish_reason):"
+            " the answer was cut off (llama-cpp-python's server does this when another request arrives:"
+            " start it with --interrupt_requests False)"
+        )
 
     def _check(self, payload: bytes) -> bool:
         """Refuse garbage and surface in-stream errors; note what logs and metrics want to know.

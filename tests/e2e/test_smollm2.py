@@ -49,6 +49,10 @@ def model_server() -> Iterator[str]:
             "smollm2",
             "--n_ctx",
             "2048",
+            # As deploy/local/run.sh starts it: by default a request arriving during a generation (a health
+            # probe, another client) ends that generation's stream with [DONE] and no finish_reason.
+            "--interrupt_requests",
+            "False",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
