@@ -23,6 +23,8 @@ import time
 
 import uvloop
 
+from tests.perf.sse_upstream import read_request
+
 BREAK_CHUNKS = 20
 CONT_CHUNKS = 20
 STAMP = b'"content":"@'
@@ -76,13 +78,7 @@ async def _send(writer: asyncio.StreamWriter, events: list[tuple[bytes, bytes]])
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ttft: float) -> None:
     try:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, _, headers = head.partition(b"\r\n")
-            length = 0
-            for line in headers.lower().split(b"\r\n"):
-                if line.startswith(b"content-length:"):
-                    length = int(line[15:])
-            body = await reader.readexactly(length) if length else b"{}"
+            request_line, body = await read_request(reader)
             if request_line.startswith(b"POST /v1/chat/completions "):
                 request = json.loads(body)
                 messages = request.get("messages") or [{}]

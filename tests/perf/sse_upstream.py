@@ -65,6 +65,17 @@ MODELS = _response(
 NOT_FOUND = _response("404 Not Found", "text/plain", b"not found")
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One HTTP/1.1 request off a keep-alive connection: its request line and its body (`{}` if none)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    request_line, _, headers = head.partition(b"\r\n")
+    length = 0
+    for line in headers.lower().split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            length = int(line[15:])
+    return request_line, await reader.readexactly(length) if length else b"{}"
+
+
 async def _serve(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -74,13 +85,7 @@ async def _serve(
 ) -> None:
     try:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, _, headers = head.partition(b"\r\n")
-            length = 0
-            for line in headers.lower().split(b"\r\n"):
-                if line.startswith(b"content-length:"):
-                    length = int(line[15:])
-            body = await reader.readexactly(length) if length else b"{}"
+            request_line, body = await read_request(reader)
             if request_line.startswith(b"POST /v1/chat/completions "):
                 model = json.loads(body).get("model")
                 pace = {"paced": PACE, "slow": slow_pace}.get(model, 0)
