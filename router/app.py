@@ -182,8 +182,9 @@ _ROUTE_METHODS = "OPTIONS, POST"
 def table_handler(table: RouteTable, doors: dict[str, Door], services: ChatServices) -> HTTPRouteHandler:
     """Every table route's POST handler in one: the route is found by a dictionary lookup of the path.
 
-    Serves what the fast path leaves to the app (CORS on, or no fast path). Any other path reaching it is
-    the 404 it was before; another method on a route path is the 405 Litestar gave (OPTIONS its 204).
+    Serves what the fast path declines (`router.api.fastpath`), or every request when the app runs without
+    the runtime in front. Any other path reaching it is the 404 it was before; another method on a route
+    path is the 405 Litestar gave (OPTIONS its 204).
     It is not in Litestar's OpenAPI document: `TableDocument` adds each route's entry from the table.
     """
     served = {entry.path: doors[entry.path] for entry in table.routes}
@@ -389,7 +390,8 @@ def front_door_handler(
     request_description: str = "",
 ) -> HTTPRouteHandler:
     """The Litestar handler of one front door: it is in the OpenAPI document, and serves the requests the
-    fast path leaves to the app (CORS on, or no fast path). `request_schema` documents its body."""
+    fast path declines (or all of them when the app runs without the runtime in front). `request_schema`
+    documents its body."""
 
     async def front_door(request: Request[Any, Any, Any]) -> ASGIApp:
         return await handle_chat(request, services, door)
