@@ -3,8 +3,9 @@
 Handlers hand over the request and its front door (`router.dialects.base.Door`: the client's dialect and
 a way to find the route), and get back a ready ASGI response. The dialect translates the request into
 the internal model (OpenAI chat) and the answer back; everything in between is the same for all.
-Responses are Litestar's low-level ASGI responses with pre-encoded bodies, because the answer is already
-JSON bytes from the upstream: encoding it again would be work for nothing on every request. What the
+Responses are low-level ASGI apps with pre-encoded bodies (a whole answer's bare `WholeAnswer`, a stream's
+`router.streaming.SSEStreamBody`), because the answer is already JSON bytes from the upstream: encoding it
+again would be work for nothing on every request. What the
 request holds lives in one `Exchange`, which every way out ends (once): the handler's error paths, the
 whole answer once sent, the stream's relay and response.
 """
