@@ -27,12 +27,7 @@ The body built here is the internal (OpenAI chat) body; each adapter translates 
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-Mechanism = Literal["ollama", "vllm", "llama_cpp", "none"]
-
-CONTINUES: frozenset[str] = frozenset({"ollama", "vllm", "llama_cpp"})
-"""The mechanisms that can continue a final assistant message (every one but `none`)."""
+from typing import Any
 
 _CONTINUE_FINAL_MESSAGE: dict[str, Any] = {
     "continue_final_message": True,
@@ -46,11 +41,12 @@ _EXTRA_FIELDS: dict[str, dict[str, Any]] = {
     "vllm": _CONTINUE_FINAL_MESSAGE,
     "llama_cpp": _CONTINUE_FINAL_MESSAGE,
 }
+"""The fields each mechanism that can continue a final assistant message adds (every one but `none`)."""
 
 
 def can_continue(mechanism: str) -> bool:
     """Whether an upstream with this mechanism may be chosen to resume a stream."""
-    return mechanism in CONTINUES
+    return mechanism in _EXTRA_FIELDS
 
 
 def continuation_body(mechanism: str, body: dict[str, Any], partial: str) -> dict[str, Any]:
