@@ -197,6 +197,10 @@ class _RequestLine(msgspec.Struct, omit_defaults=True):
     error: str | None = None
 
 
+_OPTIONAL_FIELDS = ("resumes", "upstreams", "error")
+"""The request line's fields that are left out when None (`_RequestLine`'s defaults)."""
+
+
 def _request_line(now: str, level: str, record: RequestRecord, redact: Callable[[str], str]) -> _RequestLine:
     """The JSON request line of `record`: the same values as the structlog path's fields."""
     started = record.started
@@ -297,33 +301,12 @@ class StructuredLog(Observer):
         if json_sink is not None:  # the usual case, without structlog: the same line, a third of the work
             json_sink.msg(_encode_json(_request_line(_now(), level, record, self.redact)))
             return
-        ttft = record.ttft
-        overhead = record.overhead
-        fields: dict[str, Any] = {
-            "request_id": record.request_id,
-            "route": shown(record.route, FIELD_LIMIT),
-            "model": shown(record.model, FIELD_LIMIT),
-            "upstream": shown(record.upstream, FIELD_LIMIT),
-            "status": record.status,
-            "outcome": record.outcome,
-            "duration_ms": round(record.duration * 1000.0, 2),
-            "ttft_ms": None if ttft is None else round(ttft * 1000.0, 2),
-            "prompt_tokens": record.prompt_tokens,
-            "completion_tokens": record.completion_tokens,
-            "tokens_estimated": record.tokens_estimated,
-            "dialect": record.dialect,
-            "retries": record.retries,
-            "stream": record.stream,
-            "key": record.principal if record.principal is None else shown(record.principal, FIELD_LIMIT),
-            "trace_id": record.trace_id,
-            "overhead_ms": None if overhead is None else round(overhead * 1000.0, 3),
-        }
-        if record.upstreams is not None:  # a resumed stream: every upstream that served it, in order
-            fields["resumes"] = record.resumes
-            fields["upstreams"] = [shown(name, FIELD_LIMIT) for name in record.upstreams]
-        if record.error is not None:
-            # Redacted whole, then cut: a secret cut in two would escape the mask.
-            fields["error"] = shown(self.redact(record.error), ERROR_LIMIT)
+        # The other formats: the same fields through structlog (which adds `time`, `level`, `event`).
+        fields = msgspec.structs.asdict(_request_line("", level, record, self.redact))
+        del fields["time"], fields["level"], fields["event"]
+        for optional in _OPTIONAL_FIELDS:
+            if fields[optional] is None:
+                del fields[optional]
         getattr(self.logger, level)("request", **fields)
 
     def event(self, kind: str, fields: dict[str, Any]) -> None:
@@ -333,8 +316,8 @@ class StructuredLog(Observer):
         self._flush()
 
     def _flush(self) -> None:
-        """Write out at once: only request lines wait for the end of the loop's turn, rarer lines (events,
-        the standard library's, the last words before exit) must not be lost to a process that stops."""
+        """Write out at once: only request lines wait (`FLUSH_AFTER`); rarer lines (events, the standard
+        library's, the last words before exit) must not be lost to a process that stops."""
         if self._sink is not None:
             self._sink.flush()
 
