@@ -374,7 +374,7 @@ class ResumingStream(EventStream):
 
     # ---- what was relayed ------------------------------------------------------------------------------
 
-    def _observe(self, payloads: list[bytes]) -> list[bytes]:
+    def _observe(self, payloads: list[bytes]) -> None:
         """Keep the first attempt's chunks (they are relayed untouched) to be read at a break: an unbroken
         stream pays a list extend per batch. Past `resume.keep_raw_bytes` of them they are read now
         (`_read_raw`), and only their text is kept. `read` does the same inline."""
@@ -383,7 +383,6 @@ class ResumingStream(EventStream):
             raw.extend(payloads)
             if len(raw) >= self._check_at:
                 self._check_raw()
-        return payloads
 
     def _check_raw(self) -> None:
         """Sum the payloads kept since the last check; past `keep_raw_bytes`, read them all now."""
