@@ -268,7 +268,7 @@ def _start_headers(headers: dict[str, str], media_type: str) -> list[tuple[bytes
     content_type = _CONTENT_TYPES.get(media_type)
     if content_type is None:
         content_type = _CONTENT_TYPES.setdefault(media_type, _content_type(media_type))
-    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    encoded = _encode(headers)
     if _RESERVED.isdisjoint([name for name, _ in encoded]):
         return [*_SSE_START, *encoded, content_type]
     merged = _encode({**SSE_HEADERS, **headers})  # rare (the /events stream): as Litestar merged them
@@ -278,6 +278,7 @@ def _start_headers(headers: dict[str, str], media_type: str) -> list[tuple[bytes
 
 
 def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """Headers as Litestar's response writes them: lower-case names, latin-1."""
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
