@@ -60,6 +60,12 @@ class CircuitBreakerPolicy(FrozenModel):
     half_open_max_requests: int = Field(default=1, ge=1)
 
 
+def default_continuation(upstream_type: Any) -> str:
+    """How an upstream of `upstream_type` continues a final assistant message when its table entry does
+    not say: Ollama's /api/chat does; an OpenAI-compatible server must declare its mechanism."""
+    return "ollama" if upstream_type == "ollama" else "none"
+
+
 class UpstreamConfig(FrozenModel):
     """One model server. Its identity (everything but its name) decides whether a reload keeps its pool."""
 
@@ -85,9 +91,7 @@ class UpstreamConfig(FrozenModel):
     @property
     def continues(self) -> str:
         """The continuation mechanism in force: the declared one, else the type's default."""
-        if self.continuation is not None:
-            return self.continuation
-        return "ollama" if self.type == "ollama" else "none"
+        return self.continuation if self.continuation is not None else default_continuation(self.type)
 
     def identity(self) -> tuple[Any, ...]:
         """What must stay equal for a reload to keep this upstream's connection pool and breaker."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.config.common import default_route_name, normalise_path
+from router.config.models import default_continuation
 from router.config.problems import ConfigError, JsonPath, Problem, in_file_order
 from router.config.reserved import RESERVED_PATHS, RESERVED_ROUTE_NAMES, reserved_owner
 from router.config.source import Document
@@ -47,7 +48,7 @@ def _continues(doc: Document, upstream: str) -> bool:
     entry = doc.data.get("upstreams", {}).get(upstream)
     if not isinstance(entry, dict):
         return False
-    return entry.get("continuation", "ollama" if entry.get("type") == "ollama" else "none") != "none"
+    return entry.get("continuation", default_continuation(entry.get("type"))) != "none"
 
 
 def _replicas(route: dict[str, Any]) -> list[str]:
