@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import msgspec
-from aiohttp import hdrs
 from yarl import URL
 
 from router.config.models import UpstreamConfig
@@ -34,6 +33,11 @@ from router.upstreams.errors import (
     UpstreamTimeout,
     from_client_exception,
 )
+from router.upstreams.pooled import PooledAnswer, Poster, RouterRequest
+
+Answer = aiohttp.ClientResponse | PooledAnswer
+"""An upstream's answer: a chat call's (`Poster.post`) or a probe's (aiohttp's session)."""
+AnswerT = TypeVar("AnswerT", aiohttp.ClientResponse, PooledAnswer)
 
 _ERROR_BODY_LIMIT = 64 * 1024  # an error page is read for its message only
 _PROBE_CONNECTIONS = 4  # health probes' own pool: they never queue behind client traffic
@@ -139,25 +143,6 @@ class deadline:
         )
 
 
-class _Request(aiohttp.ClientRequest):
-    """aiohttp's request with the router's automatic headers decided once, not on every request.
-
-    Model servers on a private network gain nothing from compression and cost CPU to decompress, and a
-    user agent tells them nothing: the router sends neither `Accept-Encoding` nor `User-Agent`, and
-    `Accept: */*` unless the request has its own. aiohttp's `skip_auto_headers` says the same, but pays
-    for it on every request (two header dicts built and merged), which profiles showed. It relies on
-    aiohttp calling `update_auto_headers` while building each request (`request_class`);
-    tests/upstreams/test_wire.py pins the bytes an upstream receives, so an aiohttp upgrade that changes
-    that shows there.
-    """
-
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        """Add `Accept: */*` when missing; nothing else."""
-        headers = self.headers
-        if hdrs.ACCEPT not in headers:
-            headers[hdrs.ACCEPT] = "*/*"
-
-
 def new_session(config: UpstreamConfig, limit: int | None = None) -> aiohttp.ClientSession:
     """One pooled client per upstream, sized by the upstream's `max_connections` (or `limit`)."""
     connector = _Pool(limit=limit or config.max_connections, limit_per_host=0, ttl_dns_cache=300)
@@ -167,9 +152,9 @@ def new_session(config: UpstreamConfig, limit: int | None = None) -> aiohttp.Cli
     return aiohttp.ClientSession(
         connector=connector,
         headers=headers,
-        # No Accept-Encoding nor User-Agent (`_Request`); a cookie jar has nothing to do between a gateway
-        # and its upstreams.
-        request_class=_Request,
+        # No Accept-Encoding nor User-Agent (`RouterRequest`); a cookie jar has nothing to do between a
+        # gateway and its upstreams.
+        request_class=RouterRequest,
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None),
     )
@@ -182,38 +167,30 @@ def new_probe_session(config: UpstreamConfig) -> aiohttp.ClientSession:
 
 
 async def post_json(
-    session: aiohttp.ClientSession,
+    poster: Poster,
     url: URL,
     payload: Mapping[str, Any],
     limits: Limits,
     request_id: str,
     wire: Wire,
     extra_headers: Mapping[str, str] | None = None,
-) -> aiohttp.ClientResponse:
-    """POST `payload`, and return the response only if its status is a success.
+) -> PooledAnswer:
+    """POST `payload`, and return the answer only if its status is a success.
 
     Error statuses become `UpstreamStatus` with the upstream's own message; connection failures become
-    the matching `UpstreamError`. The caller owns the returned response and must release or close it.
+    the matching `UpstreamError`. The caller owns the returned answer and must release or close it.
     `url` is a parsed URL prepared once per upstream: parsing it again on every request is measurable.
     `extra_headers` come from the router (the attempt's `traceparent`), never from the client.
     """
-    headers = {"Content-Type": "application/json", "X-Request-ID": request_id}
-    if extra_headers:  # the attempt's trace context, when tracing is on
-        headers.update(extra_headers)
-    request = session.post(
-        url,
-        data=msgspec.json.encode(payload),
-        headers=headers,
-        timeout=limits.client_timeout,
-        allow_redirects=False,
-    )
+    body = msgspec.json.encode(payload)
+    request = poster.post(url, body, request_id, limits.client_timeout, extra_headers)
     return await _send(request, url, wire)
 
 
-async def _send(request: Any, url: URL | str, wire: Wire) -> aiohttp.ClientResponse:
-    """Await an aiohttp request; connection failures, redirects and error statuses become UpstreamErrors."""
+async def _send(request: Awaitable[AnswerT], url: URL | str, wire: Wire) -> AnswerT:
+    """Await an upstream request; connection failures, redirects and error statuses become UpstreamErrors."""
     try:
-        response: aiohttp.ClientResponse = await request
+        response = await request
     except (TimeoutError, aiohttp.ClientError) as exc:
         if isinstance(exc, aiohttp.ConnectionTimeoutError) and _POOL_WAIT_FAILED.get():
             _POOL_WAIT_FAILED.set(False)
@@ -234,7 +211,7 @@ async def _send(request: Any, url: URL | str, wire: Wire) -> aiohttp.ClientRespo
     return response
 
 
-def _redirect(response: aiohttp.ClientResponse, url: URL | str, wire: Wire) -> UpstreamError:
+def _redirect(response: Answer, url: URL | str, wire: Wire) -> UpstreamError:
     location = response.headers.get("Location") or "(no Location header)"
     if len(location) > 300:
         location = location[:300] + "..."
@@ -246,7 +223,7 @@ def _redirect(response: aiohttp.ClientResponse, url: URL | str, wire: Wire) -> U
     )
 
 
-async def status_error(response: aiohttp.ClientResponse, url: URL | str, wire: Wire) -> UpstreamError:
+async def status_error(response: Answer, url: URL | str, wire: Wire) -> UpstreamError:
     """Turn an error answer into an error that keeps the upstream's words (OpenAI or Ollama shaped)."""
     try:
         raw, _ = await read_capped(response, _ERROR_BODY_LIMIT)
@@ -264,7 +241,7 @@ async def status_error(response: aiohttp.ClientResponse, url: URL | str, wire: W
     )
 
 
-async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+async def read_capped(response: Answer, limit: int) -> tuple[bytes, bool]:
     """At most `limit` bytes of the body, and whether there was more (the rest is left unread).
 
     Pieces are kept in a list and joined once: an endless body costs at most `limit` bytes and one copy.
@@ -284,7 +261,7 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[byt
     return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), False
 
 
-async def read_body(response: aiohttp.ClientResponse, url: str, limit: int, wire: Wire) -> bytes:
+async def read_body(response: Answer, url: str, limit: int, wire: Wire) -> bytes:
     """A whole success body, refused (502, connection closed) beyond `limit` bytes."""
     declared = response.content_length
     try:
@@ -326,7 +303,7 @@ def upstream_message(raw: bytes, content_type: str) -> str:
     return str(data)[:500]
 
 
-async def read_json(response: aiohttp.ClientResponse, url: str, wire: Wire) -> Any:
+async def read_json(response: Answer, url: str, wire: Wire) -> Any:
     """Read a whole success body (within `max_response_bytes`) as JSON; else a bad upstream response."""
     raw = await read_body(response, url, wire.max_response_bytes, wire)
     return decode_json(raw, url, response.content_type)
@@ -417,7 +394,7 @@ class LineSplitter:
         return b"".join(self._pieces)
 
 
-async def read_some(response: aiohttp.ClientResponse, url: str) -> bytes:
+async def read_some(response: Answer, url: str) -> bytes:
     """Whatever bytes arrived next (b"" at the end); safe to cancel, it never loses a partial line."""
     try:
         return await response.content.readany()
@@ -441,7 +418,7 @@ class LineStream(EventStream):
     the line cutting, and refuses an answer that stops before its end marker.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, stats: AnswerStats, wire: Wire) -> None:
+    def __init__(self, response: Answer, url: str, stats: AnswerStats, wire: Wire) -> None:
         self.response = response
         self.url = url
         self.wire = wire
@@ -594,4 +571,5 @@ class HttpAdapter(UpstreamAdapter):
     ) -> None:
         super().__init__(config, session, probe_session)
         self.wire = Wire.of(config)
+        self.poster = Poster(session)  # chat calls' POSTs, on the session's pool (router.upstreams.pooled)
         self.probes = SharedProbe(self.probe_session, self.wire)

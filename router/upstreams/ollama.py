@@ -22,6 +22,7 @@ from router.upstreams.errors import (
     UpstreamStatus,
 )
 from router.upstreams.http import (
+    Answer,
     HttpAdapter,
     LineStream,
     Wire,
@@ -74,7 +75,7 @@ class OllamaAdapter(HttpAdapter):
         async def start() -> OllamaStream:
             payload = self._request(call, True)
             response = await post_json(
-                self.session, self.chat_target, payload, limits, call.request_id, self.wire, call.headers
+                self.poster, self.chat_target, payload, limits, call.request_id, self.wire, call.headers
             )
             return OllamaStream(response, self.chat_url, call, self.wire)
 
@@ -86,7 +87,7 @@ class OllamaAdapter(HttpAdapter):
         """POST and read a whole JSON answer within the route's timeout; an `{"error"}` body is a 500."""
         async with deadline(limits.timeout, url):
             response = await post_json(
-                self.session, target, payload, limits, call.request_id, self.wire, call.headers
+                self.poster, target, payload, limits, call.request_id, self.wire, call.headers
             )
             answer = await read_json(response, url, self.wire)
         if isinstance(answer, dict) and "error" in answer:
@@ -122,7 +123,7 @@ class OllamaAdapter(HttpAdapter):
 
         async def start() -> OllamaTextStream:
             response = await post_json(
-                self.session, self.generate_target, payload, limits, call.request_id, self.wire, call.headers
+                self.poster, self.generate_target, payload, limits, call.request_id, self.wire, call.headers
             )
             return OllamaTextStream(response, self.generate_url, call, self.wire)
 
@@ -158,7 +159,7 @@ def _names(tags: Any) -> frozenset[str]:
 class OllamaStream(LineStream):
     """One NDJSON answer being relayed; ends cleanly only on a line with `done: true`."""
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall, wire: Wire) -> None:
+    def __init__(self, response: Answer, url: str, call: ChatCall, wire: Wire) -> None:
         super().__init__(response, url, new_stats(call), wire)
         self.mapper = ollama_mapping.ChunkMapper(call.model, call.request_id, call.include_usage)
 
@@ -198,7 +199,7 @@ class OllamaStream(LineStream):
 class OllamaTextStream(OllamaStream):
     """One `/api/generate` NDJSON answer relayed as `text_completion` chunks; ends on `done: true`."""
 
-    def __init__(self, response: aiohttp.ClientResponse, url: str, call: ChatCall, wire: Wire) -> None:
+    def __init__(self, response: Answer, url: str, call: ChatCall, wire: Wire) -> None:
         super().__init__(response, url, call, wire)
         self.text_mapper = ollama_kinds.TextChunkMapper(call.model, call.request_id, call.include_usage)
 

@@ -129,7 +129,7 @@ class OpenAIAdapter(HttpAdapter):
 
         async def start() -> OpenAIStream:
             response = await post_json(
-                self.session, target, body, limits, call.request_id, self.wire, call.headers
+                self.poster, target, body, limits, call.request_id, self.wire, call.headers
             )
             if "text/event-stream" not in response.content_type:
                 raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
@@ -149,7 +149,7 @@ class OpenAIAdapter(HttpAdapter):
         """POST and read a whole JSON answer within the route's timeout: its bytes and its decoded value."""
         async with deadline(limits.timeout, url):
             response = await post_json(
-                self.session, target, body, limits, call.request_id, self.wire, call.headers
+                self.poster, target, body, limits, call.request_id, self.wire, call.headers
             )
             raw = await read_body(response, url, self.wire.max_response_bytes, self.wire)
         answer = decode_json(raw, url, response.content_type)

@@ -1,8 +1,9 @@
 """What an upstream receives from the router's HTTP client, byte for byte, and the attempt's deadline.
 
-The automatic headers are decided once per session (`router.upstreams.http._Request`): no User-Agent, no
-Accept-Encoding (model servers gain nothing from compression), `Accept: */*`. The deadline is the
-route's `timeout`: running out of it is an UpstreamTimeout, a cancellation from elsewhere stays one.
+The automatic headers are decided once per session (`router.upstreams.pooled.RouterRequest`): no
+User-Agent, no Accept-Encoding (model servers gain nothing from compression), `Accept: */*`. The deadline
+is the route's `timeout`: running out of it is an UpstreamTimeout, a cancellation from elsewhere stays
+one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from router.config.models import UpstreamConfig
 from router.upstreams.base import Limits
 from router.upstreams.errors import UpstreamTimeout
 from router.upstreams.http import Wire, deadline, get, new_session, post_json
+from router.upstreams.pooled import Poster
 
 
 async def _heads(extra: dict[str, object]) -> list[list[str]]:
@@ -46,7 +48,7 @@ async def _heads(extra: dict[str, object]) -> list[list[str]]:
         wire = Wire.of(config)
         target = URL(f"{base}/chat/completions")
         answer = await post_json(
-            session, target, {"a": 1}, Limits.of(5, 5), "rid-1", wire, {"traceparent": "00-t"}
+            Poster(session), target, {"a": 1}, Limits.of(5, 5), "rid-1", wire, {"traceparent": "00-t"}
         )
         await answer.read()
         answer.release()
