@@ -109,7 +109,7 @@ class Runtime:
         self.observer = Observers([self.observer, self.usage])
         self.current: Loaded | None = None
         self.started_at = time.time()
-        self.entry = RequestIdMiddleware(self._dispatch)
+        self.entry = RequestIdMiddleware(self._app)  # what the fast path declines (it sets its own ids)
         self.last_reload: dict[str, Any] = {
             "last_reload_ok": True,
             "last_reload_at": self.started_at,
@@ -285,20 +285,23 @@ class Runtime:
         self.logs.close()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
+        if scope["type"] == "http":
+            loaded = self.current
+            assert loaded is not None, "the runtime serves requests only after startup"
+            fast = loaded.fast
+            if fast is not None:
+                door = fast.match(scope)
+                if door is not None:
+                    await fast.serve(scope, receive, send, door)
+                    return
+        elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
         await self.entry(scope, receive, send)
 
-    async def _dispatch(self, scope: Any, receive: Any, send: Any) -> None:
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
         loaded = self.current
         assert loaded is not None, "the runtime serves requests only after startup"
-        fast = loaded.fast
-        if fast is not None and scope["type"] == "http":
-            door = fast.match(scope)
-            if door is not None:
-                await fast.serve(scope, receive, send, door)
-                return
         await loaded.app(scope, receive, send)
 
     async def _lifespan(self, receive: Any, send: Any) -> None:

@@ -122,6 +122,9 @@ def _options(log_level: str, own_logging: bool, config: RouterConfig) -> dict[st
         "log_level": log_level,
         "timeout_graceful_shutdown": 10,
         "server_header": False,
+        # The router reads neither the client's address nor the scheme; uvicorn's default would trust
+        # X-Forwarded-For/-Proto from 127.0.0.1 and put a middleware layer on every request for it.
+        "proxy_headers": False,
         **({"log_config": None} if own_logging else {}),
     }
 

@@ -24,6 +24,7 @@ from litestar.response.base import ASGIResponse
 
 from router.api.chat import ChatServices, WholeAnswer, handle_chat
 from router.api.errors import error_reply
+from router.api.middleware import RequestIdMiddleware, assign_request_id, request_id_header
 from router.dialects.base import Door
 from router.errors import BodyTooLarge, Redact, RouterError
 from router.security.cors import FastCors
@@ -77,6 +78,7 @@ class ChatFastPath:
         self.max_body = max_body
         self.redact = redact
         self.cors = cors  # None: CORS is off (no Access-Control-* headers at all)
+        self._preflight = RequestIdMiddleware(self._answer_preflight)  # rare: the app's way is fine
 
     def match(self, scope: Any) -> Door | None:
         """The front door of a POST to a chat path (or of a CORS preflight to one); None for anything else."""
@@ -88,13 +90,16 @@ class ChatFastPath:
         return None
 
     async def serve(self, scope: Any, receive: Any, send: Any, door: Door) -> None:
-        """Answer one chat request; every failure becomes the same error the app would send."""
+        """Answer one chat request; every failure becomes the same error the app would send.
+
+        The request id is assigned and returned here, in the answer's own headers, rather than by
+        `RequestIdMiddleware` around it (a layer and a wrapped `send` on every message of every stream).
+        """
         cors = self.cors
         if cors is not None and scope["method"] == "OPTIONS":
-            origin = cors.origin(scope["headers"])
-            assert origin is not None, "match() hands over preflights only"
-            await cors.preflight(scope, send, origin)
+            await self._preflight(scope, receive, send)
             return
+        rid = assign_request_id(scope)
         try:
             response = await handle_chat(RawRequest(scope, receive, self.max_body), self.services, door)
         except Exception as error:
@@ -102,11 +107,19 @@ class ChatFastPath:
             response = ASGIResponse(
                 body=reply.body, status_code=reply.status, media_type=reply.media_type, headers=reply.headers
             )
+        headers = _raw_headers(response)
         if cors is not None:
             extra = cors.answer_headers(scope["headers"])
             if extra:  # after the answer's own headers, as Litestar's middleware puts them
-                _raw_headers(response).extend(extra)
+                headers.extend(extra)
+        headers.append(request_id_header(rid))  # last, where the middleware puts it on the app's answers
         await response(scope, receive, send)
+
+    async def _answer_preflight(self, scope: Any, receive: Any, send: Any) -> None:
+        cors = self.cors
+        origin = cors.origin(scope["headers"]) if cors is not None else None
+        assert cors is not None and origin is not None, "match() hands over preflights only"
+        await cors.preflight(scope, send, origin)
 
 
 def _raw_headers(response: Any) -> list[tuple[bytes, bytes]]:

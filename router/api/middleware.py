@@ -34,6 +34,24 @@ def _new_id() -> bytes:
     return b"%s%012x" % (_PREFIX, next(_COUNTER) & 0xFFFFFFFFFFFF)
 
 
+def assign_request_id(scope: Scope) -> bytes:
+    """The request's id (the client's `X-Request-ID` if it is safe to echo and pass on, else a new one),
+    put in the scope for handlers and logs; returned encoded, for the response's header."""
+    rid = None
+    for name, value in scope["headers"]:
+        if name == _HEADER:
+            rid = value if _SAFE_ID.fullmatch(value) else None
+            break
+    rid = rid or _new_id()
+    scope.setdefault("state", {})["request_id"] = rid.decode()
+    return rid
+
+
+def request_id_header(rid: bytes) -> tuple[bytes, bytes]:
+    """The response header that returns the id (`assign_request_id`) to the client."""
+    return (_HEADER, rid)
+
+
 class RequestIdMiddleware:
     """Adds `X-Request-ID` to every HTTP response and exposes it as `scope['state']['request_id']`."""
 
@@ -44,13 +62,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = None
-        for name, value in scope["headers"]:
-            if name == _HEADER:
-                rid = value if _SAFE_ID.fullmatch(value) else None
-                break
-        rid = rid or _new_id()
-        scope.setdefault("state", {})["request_id"] = rid.decode()
+        rid = assign_request_id(scope)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
