@@ -235,6 +235,9 @@ class SSEStreamBody(ASGIStreamingResponse):
         A small watcher waits for the client's `http.disconnect` and cancels the sending, so a silent
         upstream is let go at once rather than at the next chunk. Plain asyncio instead of the anyio task
         group the base class uses: that group is a measurable share of a stream's time to first token.
+        The watcher starts once the first chunk is on its way (a relay's first chunk is ready when the
+        response starts: the model's first token was awaited before it), so making it is not on that
+        path either.
         """
         task = asyncio.current_task()
         assert task is not None
@@ -245,11 +248,13 @@ class SSEStreamBody(ASGIStreamingResponse):
                 state.client_left = True
                 task.cancel()
 
-        watcher = asyncio.get_running_loop().create_task(_until_disconnect(receive))
-        watcher.add_done_callback(on_disconnect)
+        watcher = None
         try:
             async for chunk in self._body:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if watcher is None:
+                    watcher = asyncio.get_running_loop().create_task(_until_disconnect(receive))
+                    watcher.add_done_callback(on_disconnect)
             state.finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
@@ -258,7 +263,8 @@ class SSEStreamBody(ASGIStreamingResponse):
             task.uncancel()  # our own cancellation: the client left, which ends the response normally
         finally:
             state.finished = True
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await self._body.aclose()
 
 
