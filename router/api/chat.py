@@ -126,30 +126,33 @@ def _header(headers: Any, name: bytes) -> str | None:
     return None
 
 
-async def _complete(adapter: UpstreamAdapter, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
-    return await adapter.complete(call, limits)
-
-
-async def _open_stream(
+# Plain functions returning the adapter's own coroutine (awaited by `dispatch`): no coroutine of their own.
+def _complete(
     adapter: UpstreamAdapter, call: ChatCall, limits: Limits
-) -> tuple[EventStream, list[bytes]]:
-    return await adapter.open_stream(call, limits)
+) -> Awaitable[tuple[bytes, AnswerStats]]:
+    return adapter.complete(call, limits)
 
 
-async def _complete_text(
+def _open_stream(
     adapter: UpstreamAdapter, call: ChatCall, limits: Limits
-) -> tuple[bytes, AnswerStats]:
-    return await adapter.complete_text(call, limits)
+) -> Awaitable[tuple[EventStream, list[bytes]]]:
+    return adapter.open_stream(call, limits)
 
 
-async def _open_text_stream(
+def _complete_text(
     adapter: UpstreamAdapter, call: ChatCall, limits: Limits
-) -> tuple[EventStream, list[bytes]]:
-    return await adapter.open_text_stream(call, limits)
+) -> Awaitable[tuple[bytes, AnswerStats]]:
+    return adapter.complete_text(call, limits)
 
 
-async def _embed(adapter: UpstreamAdapter, call: ChatCall, limits: Limits) -> tuple[bytes, AnswerStats]:
-    return await adapter.embed(call, limits)
+def _open_text_stream(
+    adapter: UpstreamAdapter, call: ChatCall, limits: Limits
+) -> Awaitable[tuple[EventStream, list[bytes]]]:
+    return adapter.open_text_stream(call, limits)
+
+
+def _embed(adapter: UpstreamAdapter, call: ChatCall, limits: Limits) -> Awaitable[tuple[bytes, AnswerStats]]:
+    return adapter.embed(call, limits)
 
 
 # A dialect's call kind -> the adapter calls for a whole and a streamed answer (embeddings never stream:

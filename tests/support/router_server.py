@@ -8,6 +8,7 @@ coroutine on that loop, for tests that must inspect or change live state (the ro
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -147,27 +148,37 @@ class ServeProcess:
             [sys.executable, "-m", "router", "serve", "--config", config, "--port", str(self.port), *args],
             stdout=sink,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: a stuck one is killed with its workers
         )
 
     def __enter__(self) -> Self:
         import httpx
 
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, "router serve exited before it answered"
-            try:
-                httpx.get(self.url + "/healthz")
-                return self
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "router serve did not come up in 30 s"
-                time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        try:
+            while True:
+                assert self.process.poll() is None, "router serve exited before it answered"
+                try:
+                    httpx.get(self.url + "/healthz")
+                    return self
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "router serve did not come up in 60 s"
+                    time.sleep(0.05)
+        except BaseException:
+            self.__exit__()  # `with` does not call __exit__ when __enter__ fails: no process left behind
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         import signal
+        import subprocess
 
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=20)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the server and its workers, if any
+            self.process.wait(timeout=10)
 
     def output(self) -> bytes:
         """What the process wrote (with `capture=True`), once it has stopped."""

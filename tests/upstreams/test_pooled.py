@@ -9,15 +9,20 @@ table's header of a name the router sets itself not reach the upstream twice.
 from __future__ import annotations
 
 import asyncio
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import aiohttp
+import aiohttp.abc
 import pytest
 from yarl import URL
 
 from router.config.models import UpstreamConfig
 from router.upstreams.base import Limits
-from router.upstreams.errors import BadUpstreamResponse
+from router.upstreams.errors import BadUpstreamResponse, UpstreamError
 from router.upstreams.http import Wire, new_session, post_json, read_body
 from router.upstreams.pooled import Poster
 
@@ -155,3 +160,50 @@ async def test_a_header_value_with_a_line_break_is_refused_before_anything_is_se
     with pytest.raises(ValueError, match="control character"):
         await post_json(poster, url, {"a": 1}, LIMITS, "rid\r\nX-Evil: 1", wire)
     assert raw.requests == []
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for `localhost` (openssl), and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    argv += ["-subj", "/CN=localhost"]
+    argv += ["-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+async def test_an_https_upstream_is_reached_over_tls_with_its_name_checked(
+    certificate: tuple[Path, Path],
+) -> None:
+    cert, key = certificate
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    raw = RawServer(lambda n: answer())
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=served)
+    port = server.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context(cafile=str(cert))  # the test's own CA, as a private one would be
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusting, resolver=_Localhost()))
+    wire = Wire.of(UpstreamConfig.model_validate({"name": "u", "type": "openai", "base_url": "https://x"}))
+    named, unnamed = URL(f"https://localhost:{port}/v1/chat"), URL(f"https://127.0.0.1:{port}/v1/chat")
+    try:
+        poster = Poster(session)
+        for _ in range(2):
+            response = await post_json(poster, named, {"a": 1}, LIMITS, "r", wire)
+            assert await read_body(response, "u", 1000, wire) == OK
+        assert raw.connections == 1  # one TLS connection, pooled
+        with pytest.raises(UpstreamError):  # the certificate does not name 127.0.0.1: refused
+            await post_json(poster, unnamed, {"a": 1}, LIMITS, "r", wire)
+    finally:
+        await session.close()
+        server.close()
+
+
+class _Localhost(aiohttp.abc.AbstractResolver):
+    """`localhost` is 127.0.0.1 (whatever /etc/hosts says about ::1)."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = 0) -> list[dict[str, Any]]:
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": 2, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
