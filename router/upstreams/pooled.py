@@ -57,10 +57,9 @@ class RouterRequest(ClientRequest):
     user agent tells them nothing: the router sends neither `Accept-Encoding` nor `User-Agent`, and
     `Accept: */*` unless the request has its own. aiohttp's `skip_auto_headers` says the same, but pays
     for it on every request (two header dicts built and merged), which profiles showed. It relies on
-    aiohttp calling `update_auto_headers` while building each request (`request_class`,
-    and `_KeyRequest` below);
-    tests/upstreams/test_wire.py pins the bytes an upstream receives, so an aiohttp upgrade that changes
-    that shows there.
+    aiohttp calling `update_auto_headers` while building a request (the probes' session's `request_class`,
+    and `Endpoint`'s headers below); tests/upstreams/test_wire.py pins the bytes an upstream receives, so
+    an aiohttp upgrade that changes that shows there.
     """
 
     def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
@@ -89,13 +88,13 @@ class _KeyRequest(RouterRequest):
 class Endpoint:
     """One URL an upstream is POSTed JSON at, prepared once: its connection key and its fixed headers."""
 
-    __slots__ = ("_accept", "_key", "_lead", "_line", "url")
+    __slots__ = ("_accept", "_lead", "_line", "key", "url")
 
     def __init__(self, url: URL, session: aiohttp.ClientSession) -> None:
         self.url = url
-        self._key = _KeyRequest(url, session)
+        self.key = _KeyRequest(url, session)  # what `connector.connect` is given
         self._line = f"POST {url.raw_path_qs} HTTP/1.1"
-        fixed = self._key.headers  # Host, the session's headers, Accept (RouterRequest)
+        fixed = self.key.headers  # Host, the session's headers, Accept (RouterRequest)
         self._lead = {
             name: value
             for name, value in fixed.items()
@@ -117,15 +116,15 @@ class Endpoint:
 
 class Poster:
     """One upstream's POSTs, on its session's connection pool; an `Endpoint` per URL, made on first use
-    (inside the event loop the pool belongs to)."""
+    (inside the event loop the pool belongs to). The URLs are the adapter's own (a handful: chat,
+    completions, embeddings), never a client's, so the endpoints kept are bounded."""
 
-    __slots__ = ("_connector", "_endpoints", "_session", "_threshold")
+    __slots__ = ("_connector", "_endpoints", "_session")
 
     def __init__(self, session: aiohttp.ClientSession) -> None:
         self._session = session
         self._connector = session.connector
         self._endpoints: dict[URL, Endpoint] = {}
-        self._threshold = 5.0
 
     def endpoint(self, url: URL) -> Endpoint:
         """The prepared endpoint of `url`."""
@@ -155,7 +154,7 @@ class Poster:
         if connector is None:
             raise RuntimeError("Session is closed")
         try:
-            connection = await connector.connect(endpoint._key, [], timeout)
+            connection = await connector.connect(endpoint.key, [], timeout)
         except TimeoutError as exc:
             raise aiohttp.ConnectionTimeoutError(f"Connection timeout to host {url}") from exc
         try:

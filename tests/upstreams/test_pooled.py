@@ -132,6 +132,13 @@ async def test_a_broken_answer_head_is_a_bad_upstream_response(serve) -> None:  
         await post_json(poster, url, {"a": 1}, LIMITS, "rid", wire)
 
 
+async def test_an_answer_head_line_beyond_aiohttps_limit_is_refused(serve) -> None:  # type: ignore[no-untyped-def]
+    huge = b"HTTP/1.1 200 OK\r\nx-junk: " + b"a" * 9000 + b"\r\ncontent-length: 2\r\n\r\n{}"
+    _, poster, url, wire = await serve(lambda n: huge)
+    with pytest.raises(BadUpstreamResponse, match="unreadable response"):
+        await post_json(poster, url, {"a": 1}, LIMITS, "rid", wire)
+
+
 async def test_giving_up_on_an_answer_closes_its_connection(serve) -> None:  # type: ignore[no-untyped-def]
     raw, poster, url, wire = await serve(lambda n: None)
     task = asyncio.create_task(post_json(poster, url, {"a": 1}, LIMITS, "rid", wire))
