@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import signal
+import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -185,8 +188,34 @@ _CONFIG_ENV = "ROUTER_CONFIG"
 _WATCH_ENV = "ROUTER_WATCH"
 
 
+PARENT_CHECK_INTERVAL = 1.0
+"""Seconds between a worker's checks that the process that started it is still there."""
+
+
+def exit_with_parent(interval: float = PARENT_CHECK_INTERVAL) -> threading.Thread:
+    """Stop this worker, gracefully (SIGTERM to itself), once the process that started it is gone.
+
+    uvicorn's supervisor stops its workers when it is stopped, but not when it is killed (SIGKILL, the
+    OOM killer): its workers were left serving on the shared port, on the table they had, with nobody
+    to reload or restart them. A daemon thread compares `os.getppid()` with the parent it started with
+    (the kernel reparents an orphan), once per `interval`.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the supervising process %d is gone: this worker stops", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
 def worker_app() -> Runtime:
     """The app of one worker process (uvicorn's factory): the table named by the parent, loaded anew."""
+    exit_with_parent()
     path = os.environ[_CONFIG_ENV]
     runtime = Runtime(load_config(path), path, watch=os.environ.get(_WATCH_ENV, "1") == "1")
     runtime.logs.install_stdlib()

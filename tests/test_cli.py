@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes import FakeOpenAI
 from tests.support.router_server import ServeProcess, table
@@ -102,3 +103,38 @@ def test_serve_with_workers_runs_several_processes_on_one_port(
                 )
                 assert answer.status_code == 200
         assert served.process.pid not in pids  # the parent supervises; the workers answer
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except FileNotFoundError:
+        return False
+    return fields[0] != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    config = tmp_path / "routes.yaml"
+    config.write_text(
+        table(
+            {"local": {"type": "openai", "base_url": fake_openai.base_url}},
+            [{"path": "/chat/local", "model": "smollm2", "upstream": "local"}],
+            sessions={"enabled": False},
+        )
+    )
+    with ServeProcess(str(config), "--workers", "2") as served:
+        pids: set[int] = set()
+        deadline = time.monotonic() + 30
+        while len(pids) < 2:
+            assert time.monotonic() < deadline, f"only saw workers {pids}"
+            with httpx.Client() as fresh:
+                pids.add(fresh.get(served.url + "/readyz").json()["pid"])
+        served.process.send_signal(signal.SIGKILL)  # no chance to stop its workers itself
+        served.process.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while any(_running(pid) for pid in pids):
+            assert time.monotonic() < deadline, "workers still serve after their supervisor was killed"
+            time.sleep(0.2)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(served.url + "/healthz", timeout=2)

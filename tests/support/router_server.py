@@ -177,8 +177,12 @@ class ServeProcess:
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the server and its workers, if any
-            self.process.wait(timeout=10)
+            pass
+        try:  # whatever is left of its process group: the server if stuck, workers it did not stop
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
 
     def output(self) -> bytes:
         """What the process wrote (with `capture=True`), once it has stopped."""
