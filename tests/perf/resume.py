@@ -60,7 +60,8 @@ from tests.perf.__main__ import (
     start_router,
     wait_for,
 )
-from tests.perf.resume_upstream import BREAK_CHUNKS, CONT_CHUNKS, STAMP
+from tests.perf.resume_upstream import BREAK_CHUNKS, CONT_CHUNKS
+from tests.perf.sse_upstream import STAMP
 
 RESULTS = PERF / "results"
 TIME_LIMIT = 10 * 60

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 
 import uvloop
 
@@ -28,26 +29,33 @@ SLOW_PACE, SLOW_CHUNKS = 1.0, 10
 STAMP = b'"content":"@'  # then the time stamp, then the rest of the event
 
 
+def stamped_event(tag: str, last: bool, model: str = "stream") -> tuple[bytes, bytes]:
+    """One chunk event split around its time stamp: (head, tail); the content is `@<stamp> <tag> `."""
+    chunk = {
+        "id": f"chatcmpl-{model}",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [
+            {"index": 0, "delta": {"content": f"@ {tag} "}, "finish_reason": "stop" if last else None}
+        ],
+    }
+    head, _, tail = json.dumps(chunk, separators=(",", ":")).encode().partition(STAMP)
+    return b"data: " + head + STAMP, tail + b"\n\n"
+
+
 def _events(chunks: int) -> list[tuple[bytes, bytes]]:
     """Each event split around its time stamp: (head, tail)."""
-    events = []
-    for i in range(chunks):
-        last = i == chunks - 1
-        chunk = {
-            "id": "chatcmpl-bench",
-            "object": "chat.completion.chunk",
-            "created": 1700000000,
-            "model": "stream",
-            "choices": [
-                {"index": 0, "delta": {"content": f"@ tok{i} "}, "finish_reason": "stop" if last else None}
-            ],
-        }
-        head, _, tail = json.dumps(chunk, separators=(",", ":")).encode().partition(STAMP)
-        events.append((b"data: " + head + STAMP, tail + b"\n\n"))
-    return events
+    return [stamped_event(f"tok{i}", i == chunks - 1) for i in range(chunks)]
 
 
-def _response(status: str, content_type: str, body: bytes) -> bytes:
+def write_event(writer: asyncio.StreamWriter, head: bytes, tail: bytes) -> None:
+    """One event, stamped with the time it leaves, as one chunk of the chunked body."""
+    event = head + b"%.6f" % time.perf_counter() + tail
+    writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+
+
+def response(status: str, content_type: str, body: bytes) -> bytes:
     head = f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     return head.encode() + body
 
@@ -57,12 +65,12 @@ STREAM_HEAD = (
     b"Transfer-Encoding: chunked\r\n\r\n"
 )
 DONE = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n"
-MODELS = _response(
+MODELS = response(
     "200 OK",
     "application/json",
     json.dumps({"object": "list", "data": [{"id": "stream"}, {"id": "paced"}, {"id": "slow"}]}).encode(),
 )
-NOT_FOUND = _response("404 Not Found", "text/plain", b"not found")
+NOT_FOUND = response("404 Not Found", "text/plain", b"not found")
 
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
@@ -76,6 +84,31 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return request_line, await reader.readexactly(length) if length else b"{}"
 
 
+async def serve_connection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    answer_chat: Callable[[bytes], Awaitable[bool]],
+    models: bytes = MODELS,
+) -> None:
+    """Answer one keep-alive connection: POST /v1/chat/completions by `answer_chat(body)`, which writes the
+    answer and says whether the connection goes on (False: it is closed, mid-body if the answer was cut),
+    GET /v1/models by `models`, anything else 404."""
+    try:
+        while True:
+            request_line, body = await read_request(reader)
+            if request_line.startswith(b"POST /v1/chat/completions "):
+                if not await answer_chat(body):
+                    return
+            elif request_line.startswith(b"GET /v1/models "):
+                writer.write(models)
+            else:
+                writer.write(NOT_FOUND)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
 async def _serve(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -83,27 +116,18 @@ async def _serve(
     slow: list[tuple[bytes, bytes]],
     slow_pace: float = SLOW_PACE,
 ) -> None:
-    try:
-        while True:
-            request_line, body = await read_request(reader)
-            if request_line.startswith(b"POST /v1/chat/completions "):
-                model = json.loads(body).get("model")
-                pace = {"paced": PACE, "slow": slow_pace}.get(model, 0)
-                writer.write(STREAM_HEAD)
-                for head, tail in slow if model == "slow" else events:
-                    event = head + b"%.6f" % time.perf_counter() + tail
-                    writer.write(b"%x\r\n%s\r\n" % (len(event), event))
-                    await writer.drain()
-                    await asyncio.sleep(pace)
-                writer.write(DONE)
-            elif request_line.startswith(b"GET /v1/models "):
-                writer.write(MODELS)
-            else:
-                writer.write(NOT_FOUND)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    finally:
-        writer.close()
+    async def answer_chat(body: bytes) -> bool:
+        model = json.loads(body).get("model")
+        pace = {"paced": PACE, "slow": slow_pace}.get(model, 0)
+        writer.write(STREAM_HEAD)
+        for head, tail in slow if model == "slow" else events:
+            write_event(writer, head, tail)
+            await writer.drain()
+            await asyncio.sleep(pace)
+        writer.write(DONE)
+        return True
+
+    await serve_connection(reader, writer, answer_chat)
 
 
 async def main(port: int, chunks: int, slow_chunks: int = SLOW_CHUNKS, slow_pace: float = SLOW_PACE) -> None:
